@@ -143,8 +143,8 @@ def mask_state(state, keep: torch.Tensor):
     if isinstance(state, torch.Tensor):
         k = keep.to(state.dtype).view(-1, *([1] * (state.dim() - 1)))
         return state * k
-    if isinstance(state, BlockState):
-        return BlockState(*(mask_state(s, keep) for s in state))
+    if hasattr(state, "_fields"):  # a NamedTuple such as BlockState
+        return type(state)(*(mask_state(s, keep) for s in state))
     return type(state)(mask_state(s, keep) for s in state)
 
 
@@ -154,6 +154,6 @@ def detach_state(state):
         return None
     if isinstance(state, torch.Tensor):
         return state.detach()
-    if isinstance(state, BlockState):
-        return BlockState(*(detach_state(s) for s in state))
+    if hasattr(state, "_fields"):  # a NamedTuple such as BlockState
+        return type(state)(*(detach_state(s) for s in state))
     return type(state)(detach_state(s) for s in state)

@@ -1,0 +1,83 @@
+"""Decision-RNN: Decision Transformer's tokens and head around a stack of minGRU / minLSTM blocks.
+
+Rollouts carry the recurrent state (``recurrent`` mode): O(1) work and memory per env step whatever the
+episode length. Training can start every window from a zero state (``window`` regime) or walk whole
+episodes in consecutive chunks with the state carried between them (``sequence`` regime), which is
+what a carried-state rollout sees.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from rl_minrnn import MinRNNStack
+
+from .base import DecisionAgent
+from .embeddings import ActionHead, TrajectoryEmbedding
+
+
+class RNNAgentState(NamedTuple):
+    """The carried state: one entry per layer, and the last action (the fused layout's next a_{t-1})."""
+
+    stack: list
+    prev_action: torch.Tensor | None
+
+
+class DecisionRNN(DecisionAgent):
+    rollout_modes = ("recurrent", "window")
+    default_rollout_mode = "recurrent"
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        *,
+        context: int = 20,
+        width: int = 128,
+        depth: int = 3,
+        cell: str = "mingru",
+        tokens: str = "interleaved",
+        expansion: float = 1.0,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.1,
+        conv: int = 0,
+        max_timestep: int = 1000,
+        state_mean=None,
+        state_std=None,
+        return_scale: float = 1000.0,
+    ):
+        super().__init__(
+            obs_dim, act_dim, context,
+            state_mean if state_mean is not None else [0.0] * obs_dim,
+            state_std if state_std is not None else [1.0] * obs_dim,
+            return_scale,
+        )
+        self.embed = TrajectoryEmbedding(obs_dim, act_dim, width, max_timestep, tokens)
+        self.embed_dropout = torch.nn.Dropout(dropout)
+        self.stack = MinRNNStack(width, depth, cell=cell, expansion=expansion, mlp_ratio=mlp_ratio,
+                                 dropout=dropout, conv=conv)
+        self.head = ActionHead(width, act_dim)
+
+    def forward(self, states, actions, returns_to_go, timesteps, mask=None, state: RNNAgentState | None = None):
+        stack_state, prev_action = (None, None) if state is None else state
+        tokens = self.embed_dropout(self.embed(states, actions, returns_to_go, timesteps, prev_action))
+        hidden, stack_state = self.stack(tokens, stack_state)
+        preds = self.head(self.embed.action_outputs(hidden))
+        last_action = actions[:, -1] if self.embed.layout == "fused" else None
+        return preds, RNNAgentState(stack_state, last_action)
+
+    # ------------------------------------------------------------------ O(1) rollout
+    def _reset_recurrent(self):
+        self._state = None
+        self._prev_action = None
+
+    def _act_recurrent(self, returns, states):
+        hidden = None
+        for token in self.embed.step_tokens(states, returns, self._t, self._prev_action):
+            hidden, self._state = self.stack.step(token, self._state)
+        return self.head(hidden)
+
+    def _observe_recurrent(self, actions):
+        self._prev_action = actions

@@ -1,0 +1,283 @@
+"""The training loop: data, model, optimisation, evaluation, checkpoints, logs, in the order data flows.
+
+``Trainer(config, run_dir).run()`` trains from scratch; ``Trainer.resume(run_dir, overrides).run()``
+continues from ``run_dir/checkpoints/last.pt`` exactly: same data order, same RNG streams, so N steps
+straight and N/2 + resume to N give identical weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from configs.schema import ConfigError, ExperimentConfig, load_config
+from envs.batches import SequenceSampler, WindowSampler
+from envs.datasets import SAMPLE_DATASET_ID, DatasetNotFoundError, load_dataset
+from envs.normalization import StateNormalizer
+from envs.rollout import evaluate_agent
+from envs.scores import ReferenceScores
+from rl_minrnn import BlockState, detach_state, mask_state
+
+from .checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from .decision_rnn import RNNAgentState
+from .factory import build_agent
+from .run_logging import MetricsLogger
+
+# Keys that may change when a run is resumed; everything else must match the checkpoint.
+RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.device", "train.threads",
+                  "train.compile", "eval.")
+
+
+def configure_threads(requested: int) -> int:
+    """One torch thread per core (at most 4) unless told otherwise: more threads than cores is
+    catastrophic on small machines, and beyond 4 these small models gain nothing."""
+    threads = requested or max(1, min(4, os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda was asked for but torch sees no CUDA device; use train.device=cpu")
+    return torch.device(name)
+
+
+def load_training_dataset(config: ExperimentConfig, log=print):
+    """The configured dataset, or the Hopper sample shipped with the project when allowed and needed."""
+    try:
+        return load_dataset(config.dataset.id)
+    except DatasetNotFoundError as exc:
+        if not config.dataset.fallback_to_sample:
+            raise
+        log(f"Dataset {config.dataset.id!r} is not available offline ({str(exc).splitlines()[0]}).\n"
+            f"Using the Hopper sample dataset shipped with the project instead: {SAMPLE_DATASET_ID!r}.")
+        return load_dataset(SAMPLE_DATASET_ID, download=False)
+
+
+def state_to_payload(state):
+    """The carried training state as plain nested lists of tensors (checkpoint-safe)."""
+    if state is None:
+        return None
+    return {"stack": [[s.h, s.conv] for s in state.stack], "prev_action": state.prev_action}
+
+
+def state_from_payload(payload, device):
+    if payload is None:
+        return None
+    to = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return RNNAgentState([BlockState(to(h), to(c)) for h, c in payload["stack"]], to(payload["prev_action"]))
+
+
+class Trainer:
+    def __init__(self, config: ExperimentConfig, run_dir: str | Path, log=print, progress: bool = True):
+        self.config, self.run_dir, self.log, self.progress = config, Path(run_dir), log, progress
+        self.device = select_device(config.train.device)
+        self.threads = configure_threads(config.train.threads)
+        self.dataset = load_training_dataset(config, log)
+        self.ref_scores = ReferenceScores(self.dataset.ref_min_score, self.dataset.ref_max_score, "dataset")
+        self.normalizer = StateNormalizer.from_dataset(self.dataset)
+        self._seed_everything(config.seed)
+        self.agent = build_agent(config.model, self.dataset.obs_dim, self.dataset.act_dim,
+                                 self.normalizer.mean, self.normalizer.std, config.dataset.return_scale).to(self.device)
+        self.model = torch.compile(self.agent) if config.train.compile else self.agent
+        self.sampler = self._make_sampler()
+        self.optimizer = torch.optim.AdamW(self.agent.parameters(), lr=config.train.lr,
+                                           weight_decay=config.train.weight_decay)
+        warmup = max(1, config.train.warmup_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.step = 0
+        self.carried = None  # the recurrent state carried between chunks (sequence regime)
+        self.best = {"score": None, "step": None}
+        self.last_eval = None
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _make_sampler(self):
+        c = self.config
+        common = dict(batch_size=c.train.batch_size, return_scale=c.dataset.return_scale,
+                      normalizer=self.normalizer, seed=c.seed, max_timestep=c.model.max_timestep)
+        if c.train.regime == "sequence":
+            return SequenceSampler(self.dataset, c.train.chunk_len, **common)
+        return WindowSampler(self.dataset, c.model.context, **common)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, overrides: list[str] = (), log=print, progress: bool = True) -> "Trainer":
+        run_dir = Path(run_dir)
+        path = run_dir / "checkpoints" / "last.pt"
+        data = read_checkpoint(path)
+        for text in overrides:
+            key = text.split("=", 1)[0].strip()
+            if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS):
+                raise ConfigError(f"{key}: cannot be changed when resuming (only {', '.join(RESUMABLE_KEYS)} can); "
+                                  "start a new run instead")
+        config = load_config(overrides=list(overrides), base=data["config"])
+        trainer = cls(config, run_dir, log=log, progress=progress)
+        trainer._restore(data, str(path))
+        return trainer
+
+    def _restore(self, data: dict, source: str) -> None:
+        if (data["obs_dim"], data["act_dim"]) != (self.dataset.obs_dim, self.dataset.act_dim):
+            raise CheckpointError(f"Checkpoint {source} was trained on observations/actions of size "
+                                  f"{data['obs_dim']}/{data['act_dim']} but dataset {self.dataset.dataset_id!r} has "
+                                  f"{self.dataset.obs_dim}/{self.dataset.act_dim}")
+        load_weights(self.agent, data["model"], source)
+        try:
+            self.optimizer.load_state_dict(data["optimizer"])
+            self.scheduler.load_state_dict(data["scheduler"])
+            self.sampler.load_state_dict(data["sampler"])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"Checkpoint {source} cannot be resumed: {exc}") from None
+        self.step = int(data["step"])
+        self.carried = state_from_payload(data.get("carried"), self.device)
+        self.best = data.get("best") or self.best
+        rng = data["rng"]
+        torch.set_rng_state(rng["torch"])
+        if torch.cuda.is_available() and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_payload(self) -> dict:
+        return {
+            "model": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "step": self.step,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "python": random.getstate(),
+            },
+            "carried": state_to_payload(self.carried),
+            "config": self.config.to_dict(),
+            "env_id": self.dataset.env_id,
+            "dataset_id": self.dataset.dataset_id,
+            "ref_min_score": self.ref_scores.min_score,
+            "ref_max_score": self.ref_scores.max_score,
+            "obs_dim": self.dataset.obs_dim,
+            "act_dim": self.dataset.act_dim,
+            "state_mean": self.normalizer.mean,
+            "state_std": self.normalizer.std,
+            "best": self.best,
+            "last_eval": self.last_eval,
+        }
+
+    def save(self, name: str = "last") -> Path:
+        return save_checkpoint(self.run_dir / "checkpoints" / f"{name}.pt", self.checkpoint_payload())
+
+    # ------------------------------------------------------------------ optimisation
+    def _to_tensors(self, batch: dict) -> dict:
+        return {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
+
+    def train_step(self, batch: dict) -> dict:
+        b = self._to_tensors(batch)
+        state = None
+        if self.config.train.regime == "sequence" and self.carried is not None:
+            state = mask_state(self.carried, ~b["reset"])
+        self.agent.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            preds, new_state = self.model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"], b["mask"], state)
+        mask = b["mask"].unsqueeze(-1)
+        loss = ((preds.float() - b["actions"]).square() * mask).sum() / (mask.sum() * preds.shape[-1]).clamp_min(1.0)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.train.grad_clip or float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.config.train.regime == "sequence":
+            self.carried = detach_state(new_state)
+        return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "timesteps": b["mask"].sum().detach()}
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, progress: bool = False):
+        c = self.config.eval
+        result = evaluate_agent(
+            self.agent, self.dataset.env_id, c.episodes, c.target_returns, seed=c.seed,
+            mode=None if c.mode == "auto" else c.mode, ref_scores=self.ref_scores, progress=progress,
+            max_episode_steps=c.max_episode_steps, num_threads=1, trained_on=self.dataset.dataset_id,
+        )
+        metrics = result.metrics("eval")
+        score = max(t.summary()["normalized_score_mean"] for t in result.targets)
+        self.last_eval = {"step": self.step, "score": score, "metrics": metrics}
+        improved = self.best["score"] is None or score > self.best["score"]
+        if improved:
+            self.best = {"score": score, "step": self.step}
+        return result, metrics, improved
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        c = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
+        logger = MetricsLogger(self.run_dir)
+        interrupted = {"flag": False}
+
+        def on_interrupt(signum, frame):  # finish the current step, then save and stop
+            if interrupted["flag"]:
+                raise KeyboardInterrupt
+            interrupted["flag"] = True
+
+        previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+        bar = tqdm(total=c.train.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+        window_loss, window_time, window_timesteps, tick = [], 0.0, 0.0, time.perf_counter()
+        evaluated_at = None
+        try:
+            while self.step < c.train.steps and not interrupted["flag"]:
+                stats = self.train_step(self.sampler.sample())
+                self.step += 1
+                bar.update(1)
+                window_loss.append(stats["loss"])
+                window_timesteps += float(stats["timesteps"])
+                if self.step % c.train.log_every == 0 or self.step == c.train.steps:
+                    now = time.perf_counter()
+                    window_time, tick = now - tick, now
+                    loss = float(torch.stack(window_loss).mean())
+                    logger.log(self.step, {"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0],
+                                           "train/grad_norm": float(stats["grad_norm"]),
+                                           "train/timesteps_per_s": window_timesteps / max(window_time, 1e-9)})
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                    window_loss, window_timesteps = [], 0.0
+                if c.eval.every and self.step % c.eval.every == 0:
+                    self._evaluate_and_log(logger, bar)
+                    evaluated_at = self.step
+                if self.step % c.train.checkpoint_every == 0:
+                    self.save("last")
+            if (not interrupted["flag"] and c.eval.at_end and evaluated_at != self.step
+                    and (c.eval.every or self.last_eval is None)):
+                self._evaluate_and_log(logger, bar)
+        finally:
+            bar.close()
+            self.save("last")
+            logger.close()
+            signal.signal(signal.SIGINT, previous_handler)
+        if interrupted["flag"]:
+            self.log(f"Interrupted at step {self.step}: saved {self.run_dir / 'checkpoints' / 'last.pt'}; "
+                     f"continue with: python train_agent.py --resume {self.run_dir}")
+        return {"step": self.step, "best": self.best, "last_eval": self.last_eval, "interrupted": interrupted["flag"]}
+
+    def _evaluate_and_log(self, logger: MetricsLogger, bar) -> None:
+        tick = time.perf_counter()
+        result, metrics, improved = self.evaluate()
+        metrics["eval/seconds"] = time.perf_counter() - tick
+        logger.log(self.step, metrics)
+        if improved:
+            self.save("best")
+        bar.write(f"step {self.step}: " + ", ".join(
+            f"target {t.target_return:g}: return {t.summary()['return_mean']:.1f}, score {t.summary()['normalized_score_mean']:.1f}"
+            for t in result.targets))

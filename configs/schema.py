@@ -1,0 +1,239 @@
+"""The experiment configuration: dataclasses whose field comments are the documentation.
+
+A run's configuration is the defaults below, overridden in order by YAML files (``--config``, the
+``cpu`` profile among them) and then by ``--set key=value`` (values parsed as YAML). Unknown keys and bad
+values stop with a :class:`ConfigError` that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown or has a bad value; the message names the key."""
+
+
+@dataclass
+class DatasetConfig:
+    id: str = "mujoco/hopper/medium-v0"  # Minari dataset id (local store first, then download)
+    fallback_to_sample: bool = False  # if `id` is unavailable offline, use the Hopper sample shipped with the project
+    return_scale: float = 1000.0  # returns-to-go are divided by this
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "decision_rnn"  # decision_rnn | decision_transformer
+    cell: str = "mingru"  # mingru | minlstm (decision_rnn)
+    width: int = 128  # embedding width
+    depth: int = 3  # layers
+    context: int = 20  # K: timesteps per training window (and the window of `window` rollouts)
+    tokens: str = "interleaved"  # interleaved (R, s, a as three tokens) | fused (one token per timestep)
+    expansion: float = 1.0  # minRNN hidden width = int(width * expansion)
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+    conv: int = 0  # causal depthwise conv width before each cell (0: none)
+    max_timestep: int = 1000  # size of the timestep embedding; later timesteps use the last entry
+    heads: int = 1  # attention heads (decision_transformer)
+    position_embedding: bool = True  # learned token-position embedding (decision_transformer)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100_000
+    batch_size: int = 64
+    regime: str = "window"  # window: K-step windows from a zero state | sequence: chunks of one episode in order, state carried (TBPTT)
+    chunk_len: int = 100  # timesteps per chunk in the sequence regime
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 10_000
+    grad_clip: float = 0.25
+    log_every: int = 100  # steps between logged training scalars
+    checkpoint_every: int = 1000  # steps between checkpoints/last.pt (also written at the end and on Ctrl-C)
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda
+    threads: int = 0  # torch CPU threads (0: one per core, at most 4)
+    compile: bool = False  # torch.compile the model
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10_000  # steps between evaluations during training (0: none during training)
+    episodes: int = 10
+    target_returns: list = field(default_factory=lambda: [3600.0, 1800.0])  # raw returns
+    mode: str = "auto"  # rollout mode: auto (the agent's default) | recurrent | window
+    seed: int = 10_000  # episode i resets with seed + i
+    max_episode_steps: int = 1000
+    at_end: bool = True  # evaluate after the last step even when `every` does not divide `train.steps`
+
+
+@dataclass
+class ExperimentConfig:
+    seed: int = 0  # fixes data sampling and initialisation
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "model.kind": ("decision_rnn", "decision_transformer"),
+    "model.cell": ("mingru", "minlstm"),
+    "model.tokens": ("interleaved", "fused"),
+    "train.regime": ("window", "sequence"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "eval.mode": ("auto", "recurrent", "window"),
+}
+POSITIVE = {
+    "model.width", "model.depth", "model.context", "model.max_timestep", "model.heads", "train.steps",
+    "train.batch_size", "train.chunk_len", "train.lr", "train.log_every", "train.checkpoint_every",
+    "eval.episodes", "eval.max_episode_steps", "dataset.return_scale", "model.expansion", "model.mlp_ratio",
+}
+NON_NEGATIVE = {"train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.threads", "eval.every", "model.conv"}
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif kind is list or get_origin(kind) is list:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return [float(v) for v in value]
+    raise ConfigError(f"{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def _apply(obj: Any, data: dict, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {data!r}")
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"Unknown config key {full!r}; valid keys here: {', '.join(sorted(names))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, f"{full}.")
+        else:
+            setattr(obj, key, _coerce(full, value, hints[key]))
+
+
+def validate(config: ExperimentConfig) -> ExperimentConfig:
+    for section in ("dataset", "model", "train", "eval"):
+        part = getattr(config, section)
+        for f in dataclasses.fields(part):
+            key, value = f"{section}.{f.name}", getattr(part, f.name)
+            if key in CHOICES and value not in CHOICES[key]:
+                raise ConfigError(f"{key}: must be one of {', '.join(CHOICES[key])}, got {value!r}")
+            if key in POSITIVE and not value > 0:
+                raise ConfigError(f"{key}: must be > 0, got {value!r}")
+            if key in NON_NEGATIVE and value < 0:
+                raise ConfigError(f"{key}: must be >= 0, got {value!r}")
+    if config.model.conv == 1:
+        raise ConfigError("model.conv: a convolution needs width >= 2 (0 turns it off), got 1")
+    if config.model.kind == "decision_transformer":
+        if config.train.regime != "window":
+            raise ConfigError("train.regime: the decision_transformer trains on windows only, set train.regime=window")
+        if config.eval.mode == "recurrent":
+            raise ConfigError("eval.mode: the decision_transformer has no recurrent mode, use auto or window")
+        if config.model.width % config.model.heads:
+            raise ConfigError(f"model.heads: must divide model.width ({config.model.width}), got {config.model.heads}")
+    if not config.eval.target_returns:
+        raise ConfigError("eval.target_returns: give at least one target return")
+    return config
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. train.steps=2000), got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{key}: cannot parse value {raw!r}: {exc}") from None
+    return key.strip(), value
+
+
+def nest(key: str, value: Any) -> dict:
+    out: Any = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {str(path)!r} does not exist (configs live in {CONFIG_DIR})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {exc}") from None
+    return data
+
+
+def load_config(
+    files: list[str | Path] = (), overrides: list[str] = (), base: dict | None = None
+) -> ExperimentConfig:
+    """Defaults <- ``base`` (e.g. a checkpoint's config) <- YAML files in order <- ``key=value`` overrides."""
+    config = ExperimentConfig()
+    if base:
+        _apply(config, base)
+    for path in files:
+        _apply(config, read_yaml(path))
+    for text in overrides:
+        key, value = parse_override(text)
+        _apply(config, nest(key, value))
+    return validate(config)
+
+
+def profile_path(name: str) -> Path:
+    path = CONFIG_DIR / "profiles" / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in (CONFIG_DIR / "profiles").glob("*.yaml"))
+        raise ConfigError(f"Unknown profile {name!r}; available: {', '.join(names)}")
+    return path
+
+
+def field_help() -> str:
+    """Every key with its default and comment, for ``--help``."""
+    lines = []
+    source = Path(__file__).read_text().splitlines()
+    for section in ("dataset", "model", "train", "eval"):
+        cls = type(getattr(ExperimentConfig(), section))
+        for f in dataclasses.fields(cls):
+            comment = next((l.split("#", 1)[1].strip() for l in source if l.strip().startswith(f"{f.name}:") and "#" in l
+                            and cls.__name__ in _enclosing_class(source, l)), "")
+            default = getattr(cls(), f.name)
+            lines.append(f"  {section}.{f.name} = {default!r}" + (f"  ({comment})" if comment else ""))
+    return "\n".join(["  seed = 0  (fixes data sampling and initialisation)"] + lines)
+
+
+def _enclosing_class(source: list[str], line: str) -> str:
+    index = source.index(line)
+    for previous in reversed(source[:index]):
+        if previous.startswith("class "):
+            return previous
+    return ""

@@ -1,0 +1,442 @@
+"""The batched rollout loop, used by training-time evaluation and ``evaluate.py`` alike.
+
+``evaluate_agent`` runs ``num_episodes`` episodes per target return at once: one environment per
+episode, and one batched ``agent.act`` / ``agent.observe`` call per env step that advances every
+episode's recurrent state together (O(1) per step for the Decision-RNN's ``recurrent`` mode).
+
+Why a list of environments and not ``gymnasium.vector.SyncVectorEnv``: a vector env steps all its
+sub-envs on every call and, in gymnasium 1.x, autoresets the finished ones (``autoreset_mode``
+NEXT_STEP by default), so finished episodes would either be stepped for nothing or restarted with seeds
+we did not choose. ``SyncVectorEnv`` is itself a Python loop over ``gym.make`` envs in this process;
+holding that list here lets the loop step only the active episodes (finished ones are masked out, not
+stepped) and reset episode ``i`` with seed ``seed + i`` exactly as ``SyncVectorEnv.reset(seed=seed)``
+would, so batched and one-by-one runs (``batch_size=1``) give the same returns.
+
+Agent protocol (``docs/design.md``), numpy in and out, raw env values: ``agent.reset(B, mode=...)``,
+then per step ``actions = agent.act(returns_to_go (B,), states (B, obs_dim))`` and
+``agent.observe(actions, rewards (B,))``. The agent always sees all B rows; finished rows get their
+last observation, a zero reward and an unchanged return-to-go, and their actions are ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from envs.scores import ReferenceScores, resolve_reference_scores
+
+
+class EnvironmentMismatchError(ValueError):
+    """The environment's observation or action size differs from what the agent was trained on."""
+
+
+# ----------------------------------------------------------------------------------------- environments
+
+
+def make_eval_env(env_id: str, **kwargs):
+    """One evaluation env: ``envs.environments.make_env`` when that module exists, ``gym.make`` otherwise."""
+    try:
+        from envs.environments import make_env
+    except ModuleNotFoundError as error:
+        if error.name != "envs.environments":
+            raise
+        import gymnasium as gym
+
+        return gym.make(env_id, **kwargs)
+    return make_env(env_id, **kwargs)
+
+
+def env_dims(env) -> tuple[int, int]:
+    """(obs_dim, act_dim) of a flat Box-observation, Box-action env."""
+    obs_shape = env.observation_space.shape
+    act_shape = env.action_space.shape
+    if obs_shape is None or len(obs_shape) != 1 or act_shape is None or len(act_shape) != 1:
+        raise EnvironmentMismatchError(
+            f"Expected flat observation and action vectors, got observation shape {obs_shape} and "
+            f"action shape {act_shape}"
+        )
+    return int(obs_shape[0]), int(act_shape[0])
+
+
+def check_env_matches_agent(env, agent, env_id: str = "the environment", trained_on: str | None = None) -> None:
+    """Raise ``EnvironmentMismatchError`` naming both sizes when env and agent disagree."""
+    obs_dim, act_dim = env_dims(env)
+    if (obs_dim, act_dim) != (int(agent.obs_dim), int(agent.act_dim)):
+        origin = f" (trained on {trained_on})" if trained_on else ""
+        raise EnvironmentMismatchError(
+            f"{env_id} has observations of size {obs_dim} and actions of size {act_dim}, but the "
+            f"agent{origin} expects observations of size {agent.obs_dim} and actions of size "
+            f"{agent.act_dim}. Pick an environment of the same task (or drop --env)."
+        )
+
+
+# ----------------------------------------------------------------------------------------- results
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else math.nan
+
+
+def _std(values: np.ndarray) -> float:
+    return float(np.std(values)) if len(values) else math.nan
+
+
+@dataclass
+class TargetResult:
+    """All episodes of one target return. Timings are per env step of the whole batch, in ms."""
+
+    target_return: float
+    returns: np.ndarray  # (N,) float64 raw returns
+    lengths: np.ndarray  # (N,) int64 episode lengths
+    normalized_scores: np.ndarray | None  # (N,) 100 * (R - min) / (max - min); None without references
+    agent_ms: np.ndarray  # per batched step: agent.act + agent.observe for all rows
+    env_ms: np.ndarray  # per batched step: env.step of every active episode
+    active: np.ndarray  # per batched step: episodes stepped
+    render_s: float = 0.0  # seconds spent rendering (not in env_ms)
+    frames_rendered: int = 0
+    wall_s: float = 0.0
+
+    def summary(self) -> dict:
+        norm = self.normalized_scores
+        per_episode_env_ms = self.env_ms / np.maximum(self.active, 1)
+        return {
+            "target_return": float(self.target_return),
+            "return_mean": float(np.mean(self.returns)),
+            "return_std": _std(self.returns),
+            "normalized_score_mean": float(np.mean(norm)) if norm is not None else None,
+            "normalized_score_std": _std(norm) if norm is not None else None,
+            "length_mean": float(np.mean(self.lengths)),
+            "length_std": _std(self.lengths),
+            "agent_ms_p50": _percentile(self.agent_ms, 50),
+            "agent_ms_p99": _percentile(self.agent_ms, 99),
+            "env_ms_p50": _percentile(self.env_ms, 50),
+            "env_ms_p99": _percentile(self.env_ms, 99),
+            "env_ms_per_episode_step_p50": _percentile(per_episode_env_ms, 50),
+            "batched_steps": int(len(self.agent_ms)),
+            "episode_steps": int(np.sum(self.lengths)),
+            "render_s": float(self.render_s),
+            "frames_rendered": int(self.frames_rendered),
+            "wall_s": float(self.wall_s),
+        }
+
+    def to_dict(self) -> dict:
+        out = self.summary()
+        out["returns"] = [float(r) for r in self.returns]
+        out["lengths"] = [int(n) for n in self.lengths]
+        out["normalized_scores"] = (
+            [float(s) for s in self.normalized_scores] if self.normalized_scores is not None else None
+        )
+        return out
+
+
+@dataclass
+class EvaluationResult:
+    """One ``evaluate_agent`` call: one env, one rollout mode, one result per target return."""
+
+    env_id: str
+    mode: str | None
+    num_episodes: int
+    seed: int
+    batch_size: int
+    max_episode_steps: int | None
+    ref_scores: ReferenceScores | None
+    targets: list[TargetResult] = field(default_factory=list)
+    video: str | None = None
+
+    def to_dict(self) -> dict:
+        refs = self.ref_scores
+        return {
+            "env_id": self.env_id,
+            "mode": self.mode,
+            "num_episodes": self.num_episodes,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "max_episode_steps": self.max_episode_steps,
+            "ref_min_score": refs.min_score if refs else None,
+            "ref_max_score": refs.max_score if refs else None,
+            "ref_source": refs.source if refs else None,
+            "video": self.video,
+            "targets": [t.to_dict() for t in self.targets],
+        }
+
+    def metrics(self, prefix: str = "eval") -> dict[str, float]:
+        """Flat scalars for loggers, namespaced by target: ``eval/3600_normalized_score_mean``."""
+        out = {}
+        for target in self.targets:
+            for key, value in target.summary().items():
+                if key != "target_return" and value is not None:
+                    out[f"{prefix}/{target.target_return:g}_{key}"] = value
+        return out
+
+    def to_markdown(self) -> str:
+        return results_markdown([self])
+
+
+def _pm(mean, std, digits: int) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def results_markdown(results: Sequence[EvaluationResult]) -> str:
+    """One Markdown table, a row per (mode, target return)."""
+    header = (
+        "| env | mode | target | return | normalised score | length | agent ms/step p50 / p99 "
+        "| env ms/step p50 / p99 |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
+    rows = [header]
+    for result in results:
+        for target in result.targets:
+            s = target.summary()
+            rows.append(
+                f"| {result.env_id} | {result.mode or '-'} | {s['target_return']:g} "
+                f"| {_pm(s['return_mean'], s['return_std'], 1)} "
+                f"| {_pm(s['normalized_score_mean'], s['normalized_score_std'], 1)} "
+                f"| {_pm(s['length_mean'], s['length_std'], 1)} "
+                f"| {s['agent_ms_p50']:.2f} / {s['agent_ms_p99']:.2f} "
+                f"| {s['env_ms_p50']:.2f} / {s['env_ms_p99']:.2f} |"
+            )
+    n = results[0].num_episodes if results else 0
+    batch = results[0].batch_size if results else 0
+    rows.append(
+        f"\n{n} episodes per target, {batch} at a time; ms per env step of the whole batch "
+        "(agent: act + observe; env: stepping every active episode)."
+    )
+    return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------------------- the loop
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None):
+    if num_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _resolve_mode(agent, mode: str | None) -> str | None:
+    modes = tuple(getattr(agent, "rollout_modes", ()) or ())
+    if mode in (None, "auto"):
+        return getattr(agent, "default_rollout_mode", None) or (modes[0] if modes else None)
+    if modes and mode not in modes:
+        raise ValueError(f"Rollout mode {mode!r} is not one of this agent's modes {modes}")
+    return mode
+
+
+def _episode_limit(env, max_episode_steps: int | None) -> int | None:
+    spec_limit = getattr(getattr(env, "spec", None), "max_episode_steps", None)
+    limits = [n for n in (spec_limit, max_episode_steps) if n]
+    return min(limits) if limits else None
+
+
+def _run_batch(
+    agent,
+    envs: list,
+    episode_ids: list[int],
+    target_return: float,
+    target_index: int,
+    seed: int,
+    mode: str | None,
+    max_episode_steps: int | None,
+    render,
+    progress_bar,
+) -> dict:
+    """Run ``len(episode_ids)`` episodes at once; episode ``i`` resets with seed ``seed + i``."""
+    batch = len(episode_ids)
+    states = np.stack([np.asarray(env.reset(seed=seed + i)[0], dtype=np.float32) for env, i in zip(envs, episode_ids)])
+    returns = np.zeros(batch, dtype=np.float64)
+    lengths = np.zeros(batch, dtype=np.int64)
+    active = np.ones(batch, dtype=bool)
+    returns_to_go = np.full(batch, target_return, dtype=np.float32)
+    rewards = np.zeros(batch, dtype=np.float32)
+    recorded = [render is not None and render.records(target_index, i) for i in episode_ids]
+    agent_ms, env_ms, n_active = [], [], []
+    render_s, frames = 0.0, 0
+
+    def capture(row: int, done: bool) -> None:
+        nonlocal render_s, frames
+        if recorded[row] and render.wants_frame(int(lengths[row]), done):
+            start = time.perf_counter()
+            frame = envs[row].render()
+            render.add_frame(
+                episode_ids[row], frame, int(lengths[row]), float(returns[row]), float(returns_to_go[row])
+            )
+            render_s += time.perf_counter() - start
+            frames += 1
+
+    for row in range(batch):
+        capture(row, False)
+    agent.reset(batch, mode=mode)
+    while active.any():
+        rows = np.flatnonzero(active)
+        start = time.perf_counter()
+        actions = np.asarray(agent.act(returns_to_go.copy(), states.copy()))
+        agent_s = time.perf_counter() - start
+        if actions.shape != (batch, int(agent.act_dim)):
+            raise ValueError(f"agent.act returned actions of shape {actions.shape}, expected {(batch, agent.act_dim)}")
+        rewards[:] = 0.0
+        start = time.perf_counter()
+        for row in rows:
+            state, reward, terminated, truncated, _ = envs[row].step(actions[row])
+            states[row] = state
+            rewards[row] = reward
+            returns[row] += float(reward)
+            lengths[row] += 1
+            if terminated or truncated or (max_episode_steps is not None and lengths[row] >= max_episode_steps):
+                active[row] = False
+        env_s = time.perf_counter() - start
+        returns_to_go[rows] = target_return - returns[rows]  # float64 sums, no float32 drift
+        start = time.perf_counter()
+        agent.observe(actions, rewards.copy())
+        agent_s += time.perf_counter() - start
+        agent_ms.append(1e3 * agent_s)
+        env_ms.append(1e3 * env_s)
+        n_active.append(len(rows))
+        if render is not None:
+            for row in rows:
+                capture(row, not active[row])
+        if progress_bar is not None:
+            progress_bar.update(1)
+            progress_bar.set_postfix(active=int(active.sum()), frames=frames, refresh=False)
+    return {
+        "returns": returns,
+        "lengths": lengths,
+        "agent_ms": np.asarray(agent_ms),
+        "env_ms": np.asarray(env_ms),
+        "active": np.asarray(n_active),
+        "render_s": render_s,
+        "frames": frames,
+    }
+
+
+def evaluate_agent(
+    agent,
+    env_id: str,
+    num_episodes: int,
+    target_returns: float | Sequence[float],
+    seed: int = 0,
+    mode: str | None = None,
+    ref_scores: ReferenceScores | None | str = "auto",
+    render=None,
+    progress: bool = True,
+    max_episode_steps: int | None = None,
+    batch_size: int | None = None,
+    num_threads: int | None = None,
+    trained_on: str | None = None,
+) -> EvaluationResult:
+    """Roll ``agent`` out for ``num_episodes`` episodes per target return, all episodes at once.
+
+    - ``env_id``: gymnasium id (or dataset id when ``envs.environments`` resolves those).
+    - ``seed``: episode ``i`` resets with ``seed + i``, the same for every target and batch size.
+    - ``mode``: one of ``agent.rollout_modes``; None (or "auto") uses ``agent.default_rollout_mode``.
+    - ``ref_scores``: ``ReferenceScores`` for the normalised score; ``"auto"`` resolves D4RL's from
+      ``env_id``; None (or an unknown task under ``"auto"``) leaves normalised scores out.
+    - ``render``: a ``envs.render.VideoRecorder`` (or anything with its methods); it is closed here.
+    - ``max_episode_steps``: extra cap on episode length (the env's own time limit still applies).
+    - ``batch_size``: episodes run together (default all); 1 runs them one by one.
+    - ``num_threads``: torch threads during the rollout (restored afterwards); None leaves them.
+    - ``trained_on``: named in the error when the env does not match the agent's sizes.
+
+    The agent is put in eval mode (and back), runs under ``torch.inference_mode()``, and its outputs
+    for finished episodes are ignored.
+    """
+    if isinstance(target_returns, (int, float)):
+        target_returns = [target_returns]
+    target_returns = [float(t) for t in target_returns]
+    if num_episodes < 1 or not target_returns:
+        raise ValueError("Need at least one episode and one target return")
+    batch_size = min(int(batch_size or num_episodes), num_episodes)
+    if isinstance(ref_scores, str):
+        try:
+            ref_scores = resolve_reference_scores(env_id)
+        except KeyError:
+            ref_scores = None
+    mode = _resolve_mode(agent, mode)
+    env_kwargs = render.env_kwargs() if render is not None else {}
+    envs = [make_eval_env(env_id, **env_kwargs) for _ in range(batch_size)]
+    was_training = agent.training if isinstance(agent, torch.nn.Module) else None
+    result = EvaluationResult(
+        env_id=env_id,
+        mode=mode,
+        num_episodes=num_episodes,
+        seed=seed,
+        batch_size=batch_size,
+        max_episode_steps=max_episode_steps,
+        ref_scores=ref_scores,
+        video=str(render.path) if render is not None else None,
+    )
+    try:
+        check_env_matches_agent(envs[0], agent, env_id, trained_on)
+        if render is not None:
+            render.configure(envs[0])
+        limit = _episode_limit(envs[0], max_episode_steps)
+        if was_training is not None:
+            agent.eval()
+        with torch.inference_mode(), _torch_threads(num_threads):
+            for target_index, target in enumerate(target_returns):
+                start = time.perf_counter()
+                chunks = []
+                total = limit * math.ceil(num_episodes / batch_size) if limit else None
+                bar = _progress_bar(progress, total, f"{env_id} {mode or ''} target {target:g}")
+                try:
+                    for first in range(0, num_episodes, batch_size):
+                        ids = list(range(first, min(first + batch_size, num_episodes)))
+                        chunks.append(
+                            _run_batch(
+                                agent, envs[: len(ids)], ids, target, target_index, seed, mode,
+                                max_episode_steps, render, bar,
+                            )
+                        )
+                        if bar is not None and limit:  # early-finished batches: count the skipped steps
+                            bar.n = limit * (first // batch_size + 1)
+                            bar.refresh()
+                finally:
+                    if bar is not None:
+                        bar.close()
+                returns = np.concatenate([c["returns"] for c in chunks])
+                result.targets.append(
+                    TargetResult(
+                        target_return=target,
+                        returns=returns,
+                        lengths=np.concatenate([c["lengths"] for c in chunks]),
+                        normalized_scores=(
+                            np.asarray(ref_scores.normalize(returns)) if ref_scores is not None else None
+                        ),
+                        agent_ms=np.concatenate([c["agent_ms"] for c in chunks]),
+                        env_ms=np.concatenate([c["env_ms"] for c in chunks]),
+                        active=np.concatenate([c["active"] for c in chunks]),
+                        render_s=sum(c["render_s"] for c in chunks),
+                        frames_rendered=sum(c["frames"] for c in chunks),
+                        wall_s=time.perf_counter() - start,
+                    )
+                )
+    finally:
+        if was_training:
+            agent.train()
+        if render is not None:
+            render.close()
+        for env in envs:
+            env.close()
+    return result
+
+
+def _progress_bar(enabled: bool, total: int | None, description: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="step", leave=False, dynamic_ncols=True)

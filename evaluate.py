@@ -1,0 +1,224 @@
+"""Evaluate a checkpoint: normalised returns per target return, agent vs env time, optional video.
+
+    python evaluate.py --checkpoint runs/x/checkpoints/best.pt --episodes 10 \\
+        --target-return 3600 --target-return 1800 [--mode recurrent --mode window] \\
+        [--seed 0] [--json out.json] [--render out.mp4 --width 320 --height 320 --fps 30]
+
+All episodes of a target return run at once (``envs.rollout.evaluate_agent``); episode i resets with
+seed ``seed + i``. Prints a Markdown table and writes the same numbers (and every episode's return)
+as JSON. Exit code 2 with a one-line message for a missing or unreadable checkpoint, an environment
+that does not fit the agent, or rendering that cannot work here.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before torch is imported: OpenMP threads sleep instead of spinning between the agent's calls, so
+# they do not steal the core the env steps on.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import pickle  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint file written by train_agent.py")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per target return (all run at once)")
+    p.add_argument(
+        "--target-return", type=float, action="append", dest="target_returns",
+        help="raw target return (repeat for several); default: the checkpoint config's evaluation targets",
+    )
+    p.add_argument("--seed", type=int, default=0, help="episode i resets with seed + i")
+    p.add_argument(
+        "--mode", action="append", dest="modes",
+        help="rollout mode, e.g. recurrent or window (repeat to compare; 'all' = every mode of the agent); "
+        "default: the agent's own default",
+    )
+    p.add_argument("--env", help="evaluate in this gymnasium env instead of the checkpoint's (sizes must match)")
+    p.add_argument("--device", default="cpu", help="torch device for the agent")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (env stepping shares the cores)")
+    p.add_argument("--max-episode-steps", type=int, help="cap episode length (the env's time limit still applies)")
+    p.add_argument("--batch-size", type=int, help="episodes run together (default all; 1 = one by one)")
+    p.add_argument("--json", type=Path, help="write the results as JSON here")
+    p.add_argument("--render", type=Path, help="record episodes to this .mp4 or .gif (headless)")
+    p.add_argument("--render-episodes", type=int, default=1, help="episodes in the video (of the first target)")
+    p.add_argument("--width", type=int, default=320, help="video width in pixels")
+    p.add_argument("--height", type=int, default=320, help="video height in pixels")
+    p.add_argument("--fps", type=float, default=30.0, help="video frame rate; real time, so every n-th step is drawn")
+    p.add_argument(
+        "--overlay", action=argparse.BooleanOptionalAction, default=True, help="step / return text on frames"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _find_target_returns(config) -> list[float] | None:
+    """The first ``*target_return*`` list or number found in a (nested) config dict."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if "target_return" in str(key) and value is not None and not isinstance(value, dict):
+                values = value if isinstance(value, (list, tuple)) else [value]
+                try:
+                    return [float(v) for v in values]
+                except (TypeError, ValueError):
+                    continue
+        for value in config.values():
+            found = _find_target_returns(value)
+            if found:
+                return found
+    return None
+
+
+def _load(path: Path, device: str):
+    if not path.is_file():
+        raise UsageError(f"Checkpoint not found: {path}")
+    import agents
+
+    load_agent = getattr(agents, "load_agent", None)
+    if load_agent is None:
+        raise UsageError("agents.load_agent is not available in this checkout")
+    known = tuple(
+        e for e in (getattr(agents, "CheckpointError", None),) if isinstance(e, type) and issubclass(e, Exception)
+    )
+    try:
+        return load_agent(str(path), device=device)
+    except known as error:
+        raise UsageError(str(error)) from error
+    except (pickle.UnpicklingError, EOFError, IsADirectoryError, PermissionError) as error:
+        raise UsageError(f"Cannot read checkpoint {path}: {error}") from error
+
+
+def _reference_scores(info: dict, env_id: str, overridden: bool):
+    from envs.scores import resolve_reference_scores, task_name
+
+    trained_env = info.get("env_id") or ""
+    same_task = not overridden or task_name(env_id) == task_name(trained_env)
+    try:
+        if same_task:
+            return resolve_reference_scores(
+                info.get("dataset_id") or env_id, info.get("ref_min_score"), info.get("ref_max_score")
+            )
+        return resolve_reference_scores(env_id)
+    except KeyError:
+        print(f"note: no reference scores for {env_id}; normalised scores left out", file=sys.stderr)
+        return None
+
+
+def _video_path(path: Path, mode: str | None, several: bool) -> Path:
+    return path.with_name(f"{path.stem}_{mode}{path.suffix}") if several and mode else path
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Everything after argument parsing; returns the JSON-ready report."""
+    if args.episodes < 1:
+        raise UsageError("--episodes must be at least 1")
+    if args.render is not None:
+        from envs.render import setup_headless_gl
+
+        backend = setup_headless_gl()  # before any rendering context exists
+        print(f"rendering with MUJOCO_GL={backend}", file=sys.stderr)
+
+    import torch
+
+    from envs.render import VideoRecorder
+    from envs.rollout import check_env_matches_agent, evaluate_agent, make_eval_env, results_markdown
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    agent, info = _load(args.checkpoint, args.device)
+    env_id = args.env or info.get("env_id")
+    if not env_id:
+        raise UsageError("The checkpoint names no environment; give --env")
+    targets = args.target_returns or _find_target_returns(info.get("config") or {})
+    if not targets:
+        raise UsageError("The checkpoint's config has no target returns; give --target-return")
+    available = tuple(getattr(agent, "rollout_modes", ()) or ())
+    modes = args.modes or [None]
+    if "all" in modes:
+        modes = list(available) or [None]
+    for mode in modes:
+        if mode is not None and available and mode not in available:
+            raise UsageError(f"--mode {mode}: this agent's rollout modes are {', '.join(available)}")
+    if args.env is not None:  # fail before any rollout when the override does not fit the agent
+        env = make_eval_env(args.env)
+        try:
+            check_env_matches_agent(env, agent, args.env, trained_on=info.get("env_id"))
+        finally:
+            env.close()
+    refs = _reference_scores(info, env_id, overridden=args.env is not None)
+
+    results = []
+    for mode in modes:
+        recorder = None
+        if args.render is not None:
+            recorder = VideoRecorder(
+                _video_path(args.render, mode, len(modes) > 1),
+                episodes=tuple(range(min(args.render_episodes, args.episodes))),
+                width=args.width, height=args.height, fps=args.fps, overlay=args.overlay,
+            )
+        result = evaluate_agent(
+            agent, env_id, args.episodes, targets, seed=args.seed, mode=mode, ref_scores=refs,
+            render=recorder, progress=not args.no_progress, max_episode_steps=args.max_episode_steps,
+            batch_size=args.batch_size, trained_on=info.get("env_id"),
+        )
+        results.append(result)
+        if recorder is not None:
+            target = result.targets[0]
+            per_frame = target.render_s / max(target.frames_rendered, 1)
+            print(
+                f"video: {recorder.path} ({recorder.frames_written} frames, 1 every {recorder.stride} steps, "
+                f"{per_frame:.3f} s per frame)",
+                file=sys.stderr,
+            )
+    print(f"\n{args.checkpoint} (step {info.get('step')}, dataset {info.get('dataset_id')})\n")
+    print(results_markdown(results))
+    report = {
+        "checkpoint": str(args.checkpoint),
+        "step": info.get("step"),
+        "dataset_id": info.get("dataset_id"),
+        "trained_env_id": info.get("env_id"),
+        "env_id": env_id,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "results": [r.to_dict() for r in results],
+    }
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}", file=sys.stderr)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from envs.render import RenderError
+    from envs.rollout import EnvironmentMismatchError
+
+    known: tuple[type[Exception], ...] = (UsageError, EnvironmentMismatchError, RenderError)
+    try:  # unknown env or dataset ids (envs.environments raises a DatasetError subclass)
+        from envs.datasets import DatasetError
+
+        known += (DatasetError,)
+    except ImportError:
+        pass
+    try:
+        run(args)
+    except known as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
