@@ -47,11 +47,11 @@ class DecisionAgent(nn.Module):
         self._mode, self._batch = mode, int(batch_size)
         self._t = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         if mode == "window":
-            k, dev = self.context, self.device
-            self._win_states = torch.zeros(batch_size, k, self.obs_dim, device=dev)
-            self._win_actions = torch.zeros(batch_size, k, self.act_dim, device=dev)
-            self._win_returns = torch.zeros(batch_size, k, device=dev)
-            self._win_times = torch.zeros(batch_size, k, dtype=torch.long, device=dev)
+            k, like = self.context, dict(device=self.device, dtype=self.state_mean.dtype)
+            self._win_states = torch.zeros(batch_size, k, self.obs_dim, **like)
+            self._win_actions = torch.zeros(batch_size, k, self.act_dim, **like)
+            self._win_returns = torch.zeros(batch_size, k, **like)
+            self._win_times = torch.zeros(batch_size, k, dtype=torch.long, device=self.device)
             self._win_len = 0
         else:
             self._reset_recurrent()
@@ -61,8 +61,9 @@ class DecisionAgent(nn.Module):
         """Raw return-to-go ``(B,)`` and observations ``(B, obs_dim)`` -> actions ``(B, act_dim)``."""
         if self._mode is None:
             raise RuntimeError("call reset(batch_size) before act()")
-        states = torch.as_tensor(np.asarray(states), dtype=torch.float32, device=self.device)
-        returns = torch.as_tensor(np.asarray(returns_to_go), dtype=torch.float32, device=self.device)
+        dtype = self.state_mean.dtype
+        states = torch.as_tensor(np.asarray(states), dtype=dtype, device=self.device)
+        returns = torch.as_tensor(np.asarray(returns_to_go), dtype=dtype, device=self.device)
         if states.shape != (self._batch, self.obs_dim) or returns.shape != (self._batch,):
             raise ValueError(
                 f"act expects returns_to_go ({self._batch},) and states ({self._batch}, {self.obs_dim}), "
@@ -74,13 +75,13 @@ class DecisionAgent(nn.Module):
             action = self._act_window(returns, states)
         else:
             action = self._act_recurrent(returns, states)
-        return action.float().cpu().numpy()
+        return action.cpu().numpy().astype(np.float32, copy=False)
 
     @torch.inference_mode()
     def observe(self, actions, rewards=None) -> None:
         """The actions applied (``(B, act_dim)``); rewards are accepted for symmetry (the return-to-go
         passed to ``act`` already accounts for them)."""
-        actions = torch.as_tensor(np.asarray(actions), dtype=torch.float32, device=self.device)
+        actions = torch.as_tensor(np.asarray(actions), dtype=self.state_mean.dtype, device=self.device)
         if self._mode == "window":
             self._win_actions[:, self._win_len - 1] = actions
         else:

@@ -80,11 +80,12 @@ def state_from_payload(payload, device):
 
 
 class Trainer:
-    def __init__(self, config: ExperimentConfig, run_dir: str | Path, log=print, progress: bool = True):
+    def __init__(self, config: ExperimentConfig, run_dir: str | Path, log=print, progress: bool = True, dataset=None):
+        """``dataset``: an ``OfflineDataset`` to use instead of loading ``config.dataset.id`` (tests, benchmarks)."""
         self.config, self.run_dir, self.log, self.progress = config, Path(run_dir), log, progress
         self.device = select_device(config.train.device)
         self.threads = configure_threads(config.train.threads)
-        self.dataset = load_training_dataset(config, log)
+        self.dataset = dataset if dataset is not None else load_training_dataset(config, log)
         self.ref_scores = ReferenceScores(self.dataset.ref_min_score, self.dataset.ref_max_score, "dataset")
         self.normalizer = StateNormalizer.from_dataset(self.dataset)
         self._seed_everything(config.seed)
@@ -116,7 +117,8 @@ class Trainer:
         return WindowSampler(self.dataset, c.model.context, **common)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, overrides: list[str] = (), log=print, progress: bool = True) -> "Trainer":
+    def resume(cls, run_dir: str | Path, overrides: list[str] = (), log=print, progress: bool = True,
+               dataset=None) -> "Trainer":
         run_dir = Path(run_dir)
         path = run_dir / "checkpoints" / "last.pt"
         data = read_checkpoint(path)
@@ -126,7 +128,9 @@ class Trainer:
                 raise ConfigError(f"{key}: cannot be changed when resuming (only {', '.join(RESUMABLE_KEYS)} can); "
                                   "start a new run instead")
         config = load_config(overrides=list(overrides), base=data["config"])
-        trainer = cls(config, run_dir, log=log, progress=progress)
+        if dataset is None:  # the dataset the run actually used (the sample, if it fell back to it)
+            dataset = load_dataset(data["dataset_id"], download=False)
+        trainer = cls(config, run_dir, log=log, progress=progress, dataset=dataset)
         trainer._restore(data, str(path))
         return trainer
 

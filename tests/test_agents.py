@@ -1,0 +1,114 @@
+"""Decision agents: rollouts (recurrent and window) agree with the training forward pass."""
+
+import numpy as np
+import pytest
+import torch
+
+from agents import DecisionRNN, DecisionTransformer, build_agent
+from configs.schema import ModelConfig
+
+OBS, ACT, K = 5, 2, 6
+
+
+def make_agent(kind="rnn", seed=0, **kwargs):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    stats = dict(state_mean=rng.normal(size=OBS), state_std=rng.uniform(0.5, 2.0, size=OBS), return_scale=100.0)
+    cls = DecisionRNN if kind == "rnn" else DecisionTransformer
+    return cls(OBS, ACT, context=K, width=16, depth=2, dropout=0.0, **stats, **kwargs).double().eval()
+
+
+def episode(length, seed=1):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(length, OBS)) * 3, rng.uniform(-1, 1, size=(length, ACT)),
+            rng.uniform(0, 300, size=length))
+
+
+def normalised(agent, states, actions, rtg):
+    """The batch the training forward sees for one raw episode (B = 1)."""
+    s = (torch.as_tensor(states) - agent.state_mean.double()) / agent.state_std.double()
+    r = torch.as_tensor(rtg) / agent.return_scale.double()
+    t = torch.arange(len(states))
+    return s[None], torch.as_tensor(actions)[None], r[None], t[None]
+
+
+def rollout(agent, states, actions, rtg, mode, batch=1):
+    """Feed a recorded episode through act/observe (teacher forcing): the actions act() returns."""
+    agent.reset(batch, mode)
+    agent.double()
+    out = []
+    for t in range(len(states)):
+        a = agent.act(np.repeat(rtg[t : t + 1], batch), np.repeat(states[t : t + 1], batch, 0))
+        out.append(a)
+        agent.observe(np.repeat(actions[t : t + 1], batch, 0), np.zeros(batch))
+    return np.stack(out, 1)  # (B, T, act)
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+@pytest.mark.parametrize("tokens", ["interleaved", "fused"])
+def test_recurrent_rollout_equals_forward_over_the_episode(cell, tokens):
+    """O(1) steps with a carried state == one forward pass over the whole 50-step episode."""
+    agent = make_agent(cell=cell, tokens=tokens, conv=3 if cell == "mingru" else 0)
+    states, actions, rtg = episode(50)
+    with torch.no_grad():
+        preds, _ = agent(*normalised(agent, states, actions, rtg))
+    acted = rollout(agent, states, actions, rtg, "recurrent", batch=2)
+    np.testing.assert_allclose(acted[0], preds[0].numpy(), rtol=0, atol=1e-5)  # act() returns float32
+    np.testing.assert_array_equal(acted[0], acted[1])
+
+
+@pytest.mark.parametrize("kind", ["rnn", "dt"])
+@pytest.mark.parametrize("tokens", ["interleaved", "fused"])
+def test_window_rollout_reruns_the_last_k_steps(kind, tokens):
+    agent = make_agent(kind, tokens=tokens)
+    states, actions, rtg = episode(15)
+    acted = rollout(agent, states, actions, rtg, "window")
+    s, a, r, t = normalised(agent, states, actions, rtg)
+    for step in range(15):
+        lo = max(0, step - K + 1)
+        window_actions = a[:, lo : step + 1].clone()
+        window_actions[:, -1] = 0  # the current action is not known yet
+        with torch.no_grad():
+            preds, _ = agent(s[:, lo : step + 1], window_actions, r[:, lo : step + 1], t[:, lo : step + 1])
+        np.testing.assert_allclose(acted[0, step], preds[0, -1].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("tokens", ["interleaved", "fused"])
+def test_carried_state_over_chunks_equals_one_pass(tokens):
+    agent = make_agent(tokens=tokens)
+    s, a, r, t = normalised(agent, *episode(40))
+    with torch.no_grad():
+        whole, _ = agent(s, a, r, t)
+        first, state = agent(s[:, :13], a[:, :13], r[:, :13], t[:, :13])
+        second, _ = agent(s[:, 13:], a[:, 13:], r[:, 13:], t[:, 13:], state=state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole, rtol=1e-10, atol=1e-10)
+
+
+def test_padding_at_the_end_does_not_change_real_outputs():
+    for kind in ("rnn", "dt"):
+        agent = make_agent(kind)
+        s, a, r, t = normalised(agent, *episode(K))
+        with torch.no_grad():
+            full, _ = agent(s, a, r, t)
+            s2, a2, r2 = s.clone(), a.clone(), r.clone()
+            s2[:, 4:], a2[:, 4:], r2[:, 4:] = 99.0, 0.5, -3.0  # garbage where the mask would be 0
+            padded, _ = agent(s2, a2, r2, t)
+        torch.testing.assert_close(padded[:, :4], full[:, :4])
+
+
+def test_rollout_modes_and_input_checks():
+    rnn, dt = make_agent("rnn"), make_agent("dt")
+    assert rnn.default_rollout_mode == "recurrent" and "window" in rnn.rollout_modes
+    assert dt.rollout_modes == ("window",)
+    with pytest.raises(ValueError, match="rollout modes"):
+        dt.reset(2, "recurrent")
+    rnn.reset(2)
+    with pytest.raises(ValueError, match="act expects"):
+        rnn.act(np.zeros(3), np.zeros((3, OBS)))
+
+
+def test_build_agent_from_config():
+    agent = build_agent(ModelConfig(kind="decision_transformer", width=32, heads=2, context=10), OBS, ACT)
+    assert isinstance(agent, DecisionTransformer) and agent.context == 10
+    agent = build_agent(ModelConfig(cell="minlstm", tokens="fused", width=32), OBS, ACT)
+    assert isinstance(agent, DecisionRNN) and agent.embed.layout == "fused"

@@ -1,0 +1,155 @@
+"""Training: the loss goes down, a tiny dataset is memorised, resume is exact, errors are clear."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents import CheckpointError, load_agent, read_checkpoint, save_checkpoint
+from agents.training import Trainer
+from configs.schema import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["model.width=16", "model.depth=1", "model.context=5", "model.dropout=0.1", "train.batch_size=8",
+         "train.warmup_steps=10", "train.log_every=10", "train.checkpoint_every=1000", "eval.every=0",
+         "eval.at_end=false", "train.threads=1"]
+
+
+def config(*overrides):
+    return load_config(overrides=SMALL + list(overrides))
+
+
+def weights(trainer):
+    return {k: v.clone() for k, v in trainer.agent.state_dict().items()}
+
+
+def first_and_last_loss(run_dir, n=5):
+    import json
+
+    losses = [json.loads(l)["train/loss"] for l in open(run_dir / "metrics.jsonl") if "train/loss" in l]
+    return sum(losses[:n]) / n, sum(losses[-n:]) / n
+
+
+def test_training_lowers_the_loss(tiny_dataset, tmp_path):
+    trainer = Trainer(config("train.steps=300", "train.lr=3e-3"), tmp_path, progress=False, dataset=tiny_dataset)
+    trainer.run()
+    first, last = first_and_last_loss(tmp_path)
+    assert last < 0.7 * first, (first, last)
+
+
+@pytest.mark.parametrize("kind", ["decision_rnn", "decision_transformer"])
+def test_tiny_dataset_is_memorised(kind, make_offline_dataset, tmp_path):
+    """Two 12-step episodes of random actions (variance 1/3): with the timestep and state in its input a
+    model can only fit them by memorising, so a training MSE under 0.01 (3% of the variance) shows the
+    whole path (windows, masks, head, optimiser) learns."""
+    data = make_offline_dataset([12, 12], obs_dim=11, act_dim=3, seed=3)
+    cfg = config("train.steps=600", "train.lr=3e-3", f"model.kind={kind}", "model.width=32",
+                 "model.dropout=0.0", "train.weight_decay=0.0")
+    trainer = Trainer(cfg, tmp_path, progress=False, dataset=data)
+    trainer.run()
+    assert first_and_last_loss(tmp_path)[1] < 0.01
+
+
+@pytest.mark.parametrize("regime", ["window", "sequence"])
+def test_resume_is_exact(regime, tiny_dataset, tmp_path):
+    extra = [f"train.regime={regime}", "train.chunk_len=7"]
+    straight = Trainer(config("train.steps=40", *extra), tmp_path / "a", progress=False, dataset=tiny_dataset)
+    straight.run()
+    half = Trainer(config("train.steps=20", *extra), tmp_path / "b", progress=False, dataset=tiny_dataset)
+    half.run()
+    resumed = Trainer.resume(tmp_path / "b", ["train.steps=40"], progress=False, dataset=tiny_dataset)
+    assert resumed.step == 20
+    resumed.run()
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.sampler.state_dict().keys() == resumed.sampler.state_dict().keys()
+
+
+def test_evaluation_during_training_keeps_resume_exact(tiny_dataset, tmp_path):
+    ev = ["eval.every=10", "eval.episodes=1", "eval.max_episode_steps=15", "eval.target_returns=[100]"]
+    straight = Trainer(config("train.steps=20", *ev), tmp_path / "a", progress=False, dataset=tiny_dataset)
+    straight.run()
+    half = Trainer(config("train.steps=10", *ev), tmp_path / "b", progress=False, dataset=tiny_dataset)
+    half.run()
+    resumed = Trainer.resume(tmp_path / "b", ["train.steps=20"], progress=False, dataset=tiny_dataset)
+    resumed.run()
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a" / "checkpoints" / "best.pt").is_file()
+    agent, info = load_agent(tmp_path / "a" / "checkpoints" / "best.pt")
+    assert info["env_id"] == tiny_dataset.env_id and info["step"] in (10, 20)
+    assert info["ref_max_score"] == pytest.approx(tiny_dataset.ref_max_score)
+
+
+def test_corrupt_and_mismatched_checkpoints_give_clear_errors(tiny_dataset, tmp_path):
+    Trainer(config("train.steps=5"), tmp_path / "run", progress=False, dataset=tiny_dataset).run()
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    data = read_checkpoint(path)
+
+    data["config"]["model"]["width"] = 32  # weights of width 16 under a width-32 config
+    save_checkpoint(tmp_path / "mismatch.pt", {k: v for k, v in data.items() if k != "format"})
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        load_agent(tmp_path / "mismatch.pt")
+
+    (tmp_path / "corrupt.pt").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_agent(tmp_path / "corrupt.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_agent(tmp_path / "nothing.pt")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_agent(tmp_path / "run")
+
+    path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        Trainer.resume(tmp_path / "run", progress=False, dataset=tiny_dataset)
+
+
+def test_resume_refuses_to_change_the_model(tiny_dataset, tmp_path):
+    Trainer(config("train.steps=5"), tmp_path, progress=False, dataset=tiny_dataset).run()
+    with pytest.raises(ConfigError, match="model.width"):
+        Trainer.resume(tmp_path, ["model.width=64"], progress=False, dataset=tiny_dataset)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("train.stepz=3", "train.stepz"), ("model.cell=gru", "model.cell"), ("train.steps=-1", "train.steps"),
+     ("train.batch_size=abc", "train.batch_size"), ("nonsense=1", "nonsense"), ("model.kind=lstm", "model.kind"),
+     ("eval.target_returns=[a]", "eval.target_returns")],
+)
+def test_config_errors_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(overrides=[override])
+
+
+def test_every_shipped_config_loads():
+    files = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert len(files) >= 25
+    for f in files:
+        if f.parent.name != "profiles":
+            cfg = load_config([f, ROOT / "configs" / "profiles" / "cpu.yaml"])
+            assert cfg.dataset.id and cfg.eval.target_returns
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_dataset, tmp_path, minari_store):
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train_agent.py"), "--no-progress", "--run-dir", str(run),
+           "--set", f"dataset.id={tiny_dataset.dataset_id}", "--set", "train.steps=1000000"]
+    for s in SMALL:
+        cmd += ["--set", s]
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(minari_store))
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() or (run / "metrics.jsonl").stat().st_size == 0:
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "--resume" in out
+    step = read_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    assert step >= 10
