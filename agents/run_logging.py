@@ -31,6 +31,13 @@ class MetricsLogger:
             for key, value in clean.items():
                 self._tb.add_scalar(key, value, step)
 
+    def log_video(self, step: int, tag: str, path: str | Path) -> None:
+        """A recorded evaluation video, as an animated image in TensorBoard (the file stays in the run)."""
+        if self._tb is not None:
+            from envs.render import log_video_tensorboard
+
+            log_video_tensorboard(self._tb, tag, path, step)
+
     def close(self) -> None:
         self._jsonl.close()
         if self._tb is not None:

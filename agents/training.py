@@ -112,7 +112,8 @@ class Trainer:
         c = self.config
         common = dict(batch_size=c.train.batch_size, return_scale=c.dataset.return_scale,
                       normalizer=self.normalizer, seed=c.seed, max_timestep=c.model.max_timestep)
-        if c.train.regime == "sequence":
+        if c.train.regime == "sequence":  # as many timesteps per step as the window regime
+            common["batch_size"] = max(1, c.train.batch_size * c.model.context // c.train.chunk_len)
             return SequenceSampler(self.dataset, c.train.chunk_len, **common)
         return WindowSampler(self.dataset, c.model.context, **common)
 
@@ -209,12 +210,19 @@ class Trainer:
         return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "timesteps": b["mask"].sum().detach()}
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, progress: bool = False):
+    def evaluate(self, progress: bool = False, video_path: Path | None = None):
         c = self.config.eval
+        recorder = None
+        if video_path is not None:
+            from envs.render import VideoRecorder, setup_headless_gl
+
+            setup_headless_gl()
+            recorder = VideoRecorder(video_path, width=240, height=240)
         result = evaluate_agent(
             self.agent, self.dataset.env_id, c.episodes, c.target_returns, seed=c.seed,
             mode=None if c.mode == "auto" else c.mode, ref_scores=self.ref_scores, progress=progress,
             max_episode_steps=c.max_episode_steps, num_threads=1, trained_on=self.dataset.dataset_id,
+            render=recorder,
         )
         metrics = result.metrics("eval")
         score = max(t.summary()["normalized_score_mean"] for t in result.targets)
@@ -277,9 +285,12 @@ class Trainer:
 
     def _evaluate_and_log(self, logger: MetricsLogger, bar) -> None:
         tick = time.perf_counter()
-        result, metrics, improved = self.evaluate()
+        video = self.run_dir / "videos" / f"step{self.step:07d}.mp4" if self.config.eval.video else None
+        result, metrics, improved = self.evaluate(video_path=video)
         metrics["eval/seconds"] = time.perf_counter() - tick
         logger.log(self.step, metrics)
+        if video is not None:
+            logger.log_video(self.step, "eval/video", video)
         if improved:
             self.save("best")
         bar.write(f"step {self.step}: " + ", ".join(

@@ -49,8 +49,8 @@ class ModelConfig:
 class TrainConfig:
     steps: int = 100_000
     batch_size: int = 64
-    regime: str = "window"  # window: K-step windows from a zero state | sequence: chunks of one episode in order, state carried (TBPTT)
-    chunk_len: int = 100  # timesteps per chunk in the sequence regime
+    regime: str = "auto"  # window: K-step windows from a zero state | sequence: episodes in consecutive chunks, state carried (TBPTT) | auto: sequence for decision_rnn (measured better, benchmarks/regimes.py), window for decision_transformer
+    chunk_len: int = 80  # timesteps per chunk in the sequence regime; each step still trains on batch_size * context timesteps, in batch_size * context // chunk_len lanes
     lr: float = 1e-4
     weight_decay: float = 1e-4
     warmup_steps: int = 10_000
@@ -71,6 +71,7 @@ class EvalConfig:
     seed: int = 10_000  # episode i resets with seed + i
     max_episode_steps: int = 1000
     at_end: bool = True  # evaluate after the last step even when `every` does not divide `train.steps`
+    video: bool = False  # record episode 0 of each evaluation to run_dir/videos (and TensorBoard); ~25 s per 1000-step episode on CPU
 
 
 @dataclass
@@ -89,7 +90,7 @@ CHOICES = {
     "model.kind": ("decision_rnn", "decision_transformer"),
     "model.cell": ("mingru", "minlstm"),
     "model.tokens": ("interleaved", "fused"),
-    "train.regime": ("window", "sequence"),
+    "train.regime": ("auto", "window", "sequence"),
     "train.device": ("auto", "cpu", "cuda"),
     "eval.mode": ("auto", "recurrent", "window"),
 }
@@ -159,12 +160,14 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if config.model.conv == 1:
         raise ConfigError("model.conv: a convolution needs width >= 2 (0 turns it off), got 1")
     if config.model.kind == "decision_transformer":
-        if config.train.regime != "window":
+        if config.train.regime == "sequence":
             raise ConfigError("train.regime: the decision_transformer trains on windows only, set train.regime=window")
         if config.eval.mode == "recurrent":
             raise ConfigError("eval.mode: the decision_transformer has no recurrent mode, use auto or window")
         if config.model.width % config.model.heads:
             raise ConfigError(f"model.heads: must divide model.width ({config.model.width}), got {config.model.heads}")
+    if config.train.regime == "auto":
+        config.train.regime = "sequence" if config.model.kind == "decision_rnn" else "window"
     if not config.eval.target_returns:
         raise ConfigError("eval.target_returns: give at least one target return")
     return config
