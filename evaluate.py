@@ -20,7 +20,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import pickle  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -63,40 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _find_target_returns(config) -> list[float] | None:
-    """The first ``*target_return*`` list or number found in a (nested) config dict."""
-    if isinstance(config, dict):
-        for key, value in config.items():
-            if "target_return" in str(key) and value is not None and not isinstance(value, dict):
-                values = value if isinstance(value, (list, tuple)) else [value]
-                try:
-                    return [float(v) for v in values]
-                except (TypeError, ValueError):
-                    continue
-        for value in config.values():
-            found = _find_target_returns(value)
-            if found:
-                return found
-    return None
-
-
 def _load(path: Path, device: str):
-    if not path.is_file():
-        raise UsageError(f"Checkpoint not found: {path}")
-    import agents
+    from agents import CheckpointError, load_agent
 
-    load_agent = getattr(agents, "load_agent", None)
-    if load_agent is None:
-        raise UsageError("agents.load_agent is not available in this checkout")
-    known = tuple(
-        e for e in (getattr(agents, "CheckpointError", None),) if isinstance(e, type) and issubclass(e, Exception)
-    )
     try:
-        return load_agent(str(path), device=device)
-    except known as error:
-        raise UsageError(str(error)) from error
-    except (pickle.UnpicklingError, EOFError, IsADirectoryError, PermissionError) as error:
-        raise UsageError(f"Cannot read checkpoint {path}: {error}") from error
+        return load_agent(path, device=device)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
 
 
 def _reference_scores(info: dict, env_id: str, overridden: bool):
@@ -140,7 +112,7 @@ def run(args: argparse.Namespace) -> dict:
     env_id = args.env or info.get("env_id")
     if not env_id:
         raise UsageError("The checkpoint names no environment; give --env")
-    targets = args.target_returns or _find_target_returns(info.get("config") or {})
+    targets = args.target_returns or ((info.get("config") or {}).get("eval") or {}).get("target_returns")
     if not targets:
         raise UsageError("The checkpoint's config has no target returns; give --target-return")
     available = tuple(getattr(agent, "rollout_modes", ()) or ())
@@ -205,13 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     from envs.render import RenderError
     from envs.rollout import EnvironmentMismatchError
 
-    known: tuple[type[Exception], ...] = (UsageError, EnvironmentMismatchError, RenderError)
-    try:  # unknown env or dataset ids (envs.environments raises a DatasetError subclass)
-        from envs.datasets import DatasetError
+    from envs.datasets import DatasetError
 
-        known += (DatasetError,)
-    except ImportError:
-        pass
+    known = (UsageError, EnvironmentMismatchError, RenderError, DatasetError)
     try:
         run(args)
     except known as error:

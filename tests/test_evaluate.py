@@ -1,4 +1,4 @@
-"""evaluate.py end to end with a test-double checkpoint loader: table, JSON, modes, clear errors."""
+"""evaluate.py end to end on a real (untrained) checkpoint: table, JSON, modes, clear errors."""
 
 from __future__ import annotations
 
@@ -9,41 +9,28 @@ import sys
 import numpy as np
 import pytest
 
-import agents
 import evaluate
+import torch
+from agents import build_agent, load_agent, save_checkpoint
+from configs.schema import load_config
 from envs.render import RenderError, setup_headless_gl
 from envs.rollout import evaluate_agent
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_rollout import ENV_ID, FixedPolicyAgent  # noqa: E402  (the shared test double)
-
-
-class FakeCheckpointError(Exception):
-    pass
+from test_rollout import ENV_ID  # noqa: E402
 
 
 @pytest.fixture
-def checkpoint(tmp_path, monkeypatch):
-    """A file on disk, and ``agents.load_agent`` answering with the fixed-weights agent for it."""
-    path = tmp_path / "best.pt"
-    path.write_bytes(b"weights")
-    info = {
-        "env_id": ENV_ID,
-        "dataset_id": "mujoco/hopper/medium-v0",
-        "ref_min_score": -20.272305,
-        "ref_max_score": 3234.3,
-        "config": {"eval": {"target_returns": [3600.0]}},
-        "step": 1234,
-    }
-
-    def load_agent(p, device="cpu"):
-        if open(p, "rb").read() != b"weights":
-            raise FakeCheckpointError(f"{p} is not a checkpoint (bad header)")
-        return FixedPolicyAgent(), dict(info)
-
-    monkeypatch.setattr(agents, "load_agent", load_agent, raising=False)
-    monkeypatch.setattr(agents, "CheckpointError", FakeCheckpointError, raising=False)
-    return path
+def checkpoint(tmp_path):
+    """A real checkpoint of a small, untrained Decision-RNN for Hopper-v5."""
+    torch.manual_seed(0)
+    config = load_config(overrides=["model.width=16", "model.depth=1", "model.context=5", "model.dropout=0.0",
+                                    "eval.target_returns=[3600]"])
+    agent = build_agent(config.model, 11, 3)
+    return save_checkpoint(tmp_path / "best.pt", {
+        "model": agent.state_dict(), "config": config.to_dict(), "obs_dim": 11, "act_dim": 3, "env_id": ENV_ID,
+        "dataset_id": "mujoco/hopper/medium-v0", "ref_min_score": -20.272305, "ref_max_score": 3234.3, "step": 1234,
+    })
 
 
 def run_cli(*args):
@@ -65,7 +52,7 @@ def test_table_and_json(checkpoint, tmp_path, capsys):
     assert [t["target_return"] for t in result["targets"]] == [3600.0, 1800.0]
     # the CLI gives what the library gives
     direct = evaluate_agent(
-        FixedPolicyAgent(), ENV_ID, 3, [3600.0, 1800.0], seed=5, max_episode_steps=8, progress=False
+        load_agent(checkpoint)[0], ENV_ID, 3, [3600.0, 1800.0], seed=5, max_episode_steps=8, progress=False
     )
     for got, want in zip(result["targets"], direct.targets):
         np.testing.assert_array_equal(got["returns"], want.returns)
@@ -97,13 +84,14 @@ def test_unknown_env_is_a_clear_error(checkpoint, capsys):
     assert err.startswith("error: ") and "Hoppr-v5" in err and "Traceback" not in err
 
 
-def test_missing_and_corrupt_checkpoints_are_clear_errors(checkpoint, tmp_path, capsys):
+def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path, capsys):
     assert run_cli("--checkpoint", tmp_path / "nope.pt", "--target-return", 1) == 2
-    assert "error: Checkpoint not found:" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     assert run_cli("--checkpoint", bad, "--target-return", 1) == 2
-    assert "bad header" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a readable" in err and str(bad) in err and "Traceback" not in err
 
 
 def test_unknown_mode_is_a_clear_error(checkpoint, capsys):
@@ -124,11 +112,3 @@ def test_render_through_the_cli(checkpoint, tmp_path, capsys):
     assert "video:" in capsys.readouterr().err
 
 
-def test_real_loader_reports_a_corrupt_checkpoint(tmp_path, capsys):
-    if not hasattr(agents, "load_agent") or not hasattr(agents, "CheckpointError"):
-        pytest.skip("agents.load_agent not written yet")
-    bad = tmp_path / "best.pt"
-    bad.write_bytes(b"not a torch file")
-    assert run_cli("--checkpoint", bad, "--target-return", 1) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and str(bad) in err and "Traceback" not in err
