@@ -86,7 +86,8 @@ class Trainer:
         self.device = select_device(config.train.device)
         self.threads = configure_threads(config.train.threads)
         self.dataset = dataset if dataset is not None else load_training_dataset(config, log)
-        self.ref_scores = ReferenceScores(self.dataset.ref_min_score, self.dataset.ref_max_score, "dataset")
+        has_refs = self.dataset.ref_min_score is not None and self.dataset.ref_max_score is not None
+        self.ref_scores = ReferenceScores(self.dataset.ref_min_score, self.dataset.ref_max_score, "dataset") if has_refs else None
         self.normalizer = StateNormalizer.from_dataset(self.dataset)
         self._seed_everything(config.seed)
         self.agent = build_agent(config.model, self.dataset.obs_dim, self.dataset.act_dim,
@@ -173,8 +174,8 @@ class Trainer:
             "config": self.config.to_dict(),
             "env_id": self.dataset.env_id,
             "dataset_id": self.dataset.dataset_id,
-            "ref_min_score": self.ref_scores.min_score,
-            "ref_max_score": self.ref_scores.max_score,
+            "ref_min_score": self.dataset.ref_min_score,
+            "ref_max_score": self.dataset.ref_max_score,
             "obs_dim": self.dataset.obs_dim,
             "act_dim": self.dataset.act_dim,
             "state_mean": self.normalizer.mean,
@@ -225,7 +226,9 @@ class Trainer:
             render=recorder,
         )
         metrics = result.metrics("eval")
-        score = max(t.summary()["normalized_score_mean"] for t in result.targets)
+        # best = the best target's mean normalised score (mean return for tasks without reference scores)
+        summaries = [t.summary() for t in result.targets]
+        score = max(x["normalized_score_mean"] if self.ref_scores else x["return_mean"] for x in summaries)
         self.last_eval = {"step": self.step, "score": score, "metrics": metrics}
         improved = self.best["score"] is None or score > self.best["score"]
         if improved:
@@ -293,6 +296,10 @@ class Trainer:
             logger.log_video(self.step, "eval/video", video)
         if improved:
             self.save("best")
-        bar.write(f"step {self.step}: " + ", ".join(
-            f"target {t.target_return:g}: return {t.summary()['return_mean']:.1f}, score {t.summary()['normalized_score_mean']:.1f}"
-            for t in result.targets))
+        parts = []
+        for t in result.targets:
+            summary = t.summary()
+            score = summary["normalized_score_mean"]
+            parts.append(f"target {t.target_return:g}: return {summary['return_mean']:.1f}"
+                         + (f", score {score:.1f}" if score is not None else ""))
+        bar.write(f"step {self.step}: " + ", ".join(parts))
