@@ -38,9 +38,10 @@ RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "t
 
 
 def configure_threads(requested: int) -> int:
-    """One torch thread per core (at most 4) unless told otherwise: more threads than cores is
-    catastrophic on small machines, and beyond 4 these small models gain nothing."""
-    threads = requested or max(1, min(4, os.cpu_count() or 1))
+    """Half the cores (at least 1, at most 4) unless told otherwise: a thread that has to share its core
+    with the evaluation envs or another job is catastrophic (on 2 cores, 2 threads beside a busy process
+    ran 5-10x slower than 1), and beyond 4 these small models gain nothing."""
+    threads = requested or max(1, min(4, (os.cpu_count() or 1) // 2))
     torch.set_num_threads(threads)
     return threads
 

@@ -58,7 +58,7 @@ class TrainConfig:
     log_every: int = 100  # steps between logged training scalars
     checkpoint_every: int = 1000  # steps between checkpoints/last.pt (also written at the end and on Ctrl-C)
     device: str = "auto"  # auto (cuda when present) | cpu | cuda
-    threads: int = 0  # torch CPU threads (0: one per core, at most 4)
+    threads: int = 0  # torch CPU threads (0: half the cores, 1 to 4)
     compile: bool = False  # torch.compile the model
 
 

@@ -1,0 +1,382 @@
+#!/usr/bin/env python
+"""The score suite: Decision-minGRU, Decision-minLSTM and Decision Transformer on the same data, seeds and budget.
+
+For every dataset x agent x seed this trains one agent, evaluates it at a fixed cadence during training
+(same episode seeds for every agent: ``eval.seed``), and writes one JSON per run; then it aggregates every run
+JSON found in the out dir into Markdown tables like the paper's:
+
+- **score**: rows datasets, columns agents; ``last ± std / best ± std`` over seeds (D4RL-normalised; at each
+  evaluation the score is the best target return's mean normalised score, as ``Trainer.evaluate`` reports it;
+  ``last`` = the final evaluation, ``best`` = the best evaluation seen during training);
+- **time**: wall-clock per run, training seconds (evaluations excluded), evaluation seconds, train steps/s,
+  and the training-time ratio to Decision Transformer measured in the same suite;
+- **equal CPU time**: for each dataset the budget is the fastest agent's mean training seconds; each agent's
+  cell is the best score it had reached within that many training seconds (evaluations at or before it),
+  mean ± std over seeds, with the median step reached.
+
+Protocols (``--protocol``):
+
+- ``cpu``: ``configs/local/<env>-<kind>.yaml`` + ``configs/profiles/cpu.yaml`` (width 64, fused tokens),
+  1200 steps, an evaluation every 200 steps, 10 episodes per target, seeds 0 1 2, 1 torch thread, one run at
+  a time: 45 runs in about 90 minutes on an idle 2-core machine (the plan is printed before starting).
+- ``paper``: the dataset config alone (the paper's hyperparameters), 100k steps, an evaluation every 10k,
+  100 episodes per target, seeds 0..4 (a GPU job).
+
+    python benchmarks/suite.py --protocol cpu                       # the whole local suite, in the background
+    python benchmarks/suite.py --protocol cpu --resume-ok           # continue an interrupted suite
+    python benchmarks/suite.py --protocol cpu --datasets local/hopper/medium-v0 --seeds 0 --agents mingru dt
+    python benchmarks/suite.py --protocol cpu --aggregate-only      # only rebuild the tables from the JSONs
+
+Writes ``<out>/runs/<dataset>__<agent>__seed<k>.json`` (config, per-evaluation scores with training seconds,
+last, best, timings, the command that reproduces the run) and ``<out>/suite.md`` / ``suite.json``
+(default out: ``benchmarks/results/suite-<protocol>/``). Run directories (checkpoints, logs) go to ``--run-root``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from agents.training import Trainer  # noqa: E402
+from benchmarks.common import fmt, machine_info, markdown_table, write_json  # noqa: E402
+from configs.schema import load_config  # noqa: E402
+from envs.datasets import DatasetNotFoundError, load_dataset  # noqa: E402
+
+LOCAL_SUITE = [
+    "local/hopper/medium-v0",
+    "local/hopper/medium-replay-v0",
+    "local/hopper/medium-expert-v0",
+    "local/walker2d/medium-v0",
+    "local/halfcheetah/medium-v0",
+]
+AGENTS = {
+    "mingru": ["model.kind=decision_rnn", "model.cell=mingru"],
+    "minlstm": ["model.kind=decision_rnn", "model.cell=minlstm"],
+    "dt": ["model.kind=decision_transformer"],
+}
+AGENT_NAMES = {"mingru": "Decision-minGRU", "minlstm": "Decision-minLSTM", "dt": "Decision Transformer"}
+PROTOCOLS = {
+    "cpu": {"profile": ROOT / "configs" / "profiles" / "cpu.yaml", "seeds": [0, 1, 2], "steps": 1200,
+            "eval_every": 200, "episodes": 10, "threads": 1, "device": "cpu"},
+    "paper": {"profile": None, "seeds": [0, 1, 2, 3, 4], "steps": 100_000, "eval_every": 10_000,
+              "episodes": 100, "threads": 0, "device": "auto"},
+}
+
+
+# ----------------------------------------------------------------------------------------------- configs
+
+def config_files(dataset_id: str, protocol: str) -> tuple[list[Path], str | None]:
+    """``configs/local/<env>-<kind>.yaml`` for ``local/<env>/<kind>-v0`` (the env's medium config, with a note,
+    for ids that have none, e.g. the sample or test datasets), plus the cpu profile for the cpu protocol."""
+    parts = dataset_id.split("/")
+    env = parts[-2] if len(parts) >= 2 else "hopper"
+    kind = parts[-1].rsplit("-v", 1)[0]
+    path = ROOT / "configs" / "local" / f"{env}-{kind}.yaml"
+    note = None
+    if not path.is_file():
+        fallback = ROOT / "configs" / "local" / f"{env}-medium.yaml"
+        if not fallback.is_file():
+            fallback = ROOT / "configs" / "local" / "hopper-medium.yaml"
+        note = f"no {path.relative_to(ROOT)}; using {fallback.relative_to(ROOT)}"
+        path = fallback
+    files = [path]
+    if PROTOCOLS[protocol]["profile"] is not None:
+        files.append(PROTOCOLS[protocol]["profile"])
+    return files, note
+
+
+def run_overrides(dataset_id: str, agent: str, seed: int, plan: dict) -> list[str]:
+    return [f"dataset.id={dataset_id}", *AGENTS[agent], f"seed={seed}", f"train.steps={plan['steps']}",
+            f"eval.every={plan['eval_every']}", f"eval.episodes={plan['episodes']}", "eval.at_end=true",
+            f"train.threads={plan['threads']}", f"train.device={plan['device']}",
+            f"train.checkpoint_every={10**9}", *plan["overrides"]]
+
+
+def run_name(dataset_id: str, agent: str, seed: int) -> str:
+    return f"{dataset_id.replace('/', '_')}__{agent}__seed{seed}"
+
+
+def run_command(dataset_id: str, agent: str, seed: int, plan: dict) -> str:
+    """The suite command that reproduces exactly this run (and only it)."""
+    args = ["python", "benchmarks/suite.py", "--protocol", plan["protocol"], "--datasets", dataset_id,
+            "--agents", agent, "--seeds", str(seed), "--steps", str(plan["steps"]), "--eval-every",
+            str(plan["eval_every"]), "--episodes", str(plan["episodes"]), "--threads", str(plan["threads"]),
+            "--device", plan["device"], "--out", str(plan["out"])]
+    for o in plan["overrides"]:
+        args += ["--set", o]
+    return shlex.join(args)
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, dataset=None, log=print) -> dict:
+    """Train one agent with evaluations every ``eval_every`` steps (and at the end); time training and
+    evaluation separately. The loop is ``Trainer.run``'s (same ``train_step``, sampler and evaluation) minus
+    logging and checkpoints, so that training seconds are the optimisation alone."""
+    files, note = config_files(dataset_id, plan["protocol"])
+    config = load_config(files, run_overrides(dataset_id, agent, seed, plan))
+    run_dir = Path(plan["run_root"]) / plan["protocol"] / run_name(dataset_id, agent, seed)
+    wall_start = time.perf_counter()
+    trainer = Trainer(config, run_dir, progress=False, dataset=dataset, log=log)
+    device = trainer.device
+    setup_s = time.perf_counter() - wall_start
+    evals, train_s, eval_s = [], 0.0, 0.0
+    every, steps = config.eval.every, config.train.steps
+
+    def evaluate() -> None:
+        nonlocal eval_s
+        tick = time.perf_counter()
+        result, _, _ = trainer.evaluate()
+        seconds = time.perf_counter() - tick
+        eval_s += seconds
+        summaries = [t.summary() for t in result.targets]
+        evals.append({"step": trainer.step, "train_s": train_s, "eval_s": seconds,
+                      "score": trainer.last_eval["score"],
+                      "targets": [{k: s[k] for k in ("target_return", "return_mean", "return_std",
+                                                     "normalized_score_mean", "normalized_score_std",
+                                                     "length_mean", "agent_ms_p50", "env_ms_p50", "wall_s")}
+                                  for s in summaries]})
+        log(f"  {run_name(dataset_id, agent, seed)} step {trainer.step}: score {evals[-1]['score']:.1f} "
+            f"(train {train_s:.0f}s, eval {seconds:.1f}s)")
+
+    tick = time.perf_counter()
+    while trainer.step < steps:
+        trainer.train_step(trainer.sampler.sample())
+        trainer.step += 1
+        if every and trainer.step % every == 0 or trainer.step == steps:
+            _sync(device)
+            train_s += time.perf_counter() - tick
+            evaluate()
+            tick = time.perf_counter()
+    wall_s = time.perf_counter() - wall_start
+    scores = [e["score"] for e in evals]
+    best_i = int(np.argmax(scores))
+    timesteps_per_step = config.train.batch_size * config.model.context
+    return {
+        "dataset": dataset_id, "agent": agent, "agent_name": AGENT_NAMES[agent], "seed": seed,
+        "protocol": plan["protocol"], "command": run_command(dataset_id, agent, seed, plan),
+        "config_files": [str(Path(f).relative_to(ROOT)) for f in files], "config_note": note,
+        "overrides": run_overrides(dataset_id, agent, seed, plan), "config": config.to_dict(),
+        "dataset_used": trainer.dataset.dataset_id,
+        "parameters": sum(p.numel() for p in trainer.agent.parameters()),
+        "steps": trainer.step, "last": scores[-1], "best": scores[best_i], "best_step": evals[best_i]["step"],
+        "wall_s": wall_s, "setup_s": setup_s, "train_s": train_s, "eval_s": eval_s,
+        "train_steps_per_s": trainer.step / max(train_s, 1e-9),
+        "train_timesteps_per_s": trainer.step * timesteps_per_step / max(train_s, 1e-9),
+        "evals": evals, "machine": machine_info(device),
+    }
+
+
+# --------------------------------------------------------------------------------------------- aggregate
+
+def _mean_std(values) -> tuple[float, float]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return math.nan, math.nan
+    return float(np.mean(values)), float(np.std(values))
+
+
+def best_within(run: dict, budget_s: float) -> tuple[float | None, int | None]:
+    """The best score among evaluations made within ``budget_s`` training seconds, and the last such step."""
+    inside = [e for e in run["evals"] if e["train_s"] <= budget_s * (1 + 1e-9)]
+    if not inside:
+        return None, None
+    return max(e["score"] for e in inside), inside[-1]["step"]
+
+
+def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple[str, dict]:
+    """Markdown tables and a JSON summary from run records (any subset may be missing)."""
+    by = {}
+    for r in runs:
+        by.setdefault((r["dataset"], r["agent"]), []).append(r)
+    datasets = [d for d in datasets if any((d, a) in by for a in agents)]
+    summary = {"cells": {}, "equal_time": {}}
+    score_rows, time_rows, equal_rows = [], [], []
+    avg_last = {a: [] for a in agents}
+    avg_best = {a: [] for a in agents}
+    for d in datasets:
+        srow, erow = [d], [d]
+        train_means = {a: statistics.mean(r["train_s"] for r in by[(d, a)]) for a in agents if (d, a) in by}
+        budget = min(train_means.values()) if train_means else math.nan
+        summary["equal_time"][d] = {"budget_train_s": budget, "agents": {}}
+        for a in agents:
+            rs = sorted(by.get((d, a), []), key=lambda r: r["seed"])
+            if not rs:
+                srow.append("-")
+                erow.append("-")
+                time_rows.append([d, AGENT_NAMES[a], "-", "-", "-", "-", "-", "-"])
+                continue
+            last, last_sd = _mean_std([r["last"] for r in rs])
+            best, best_sd = _mean_std([r["best"] for r in rs])
+            avg_last[a].append(last)
+            avg_best[a].append(best)
+            srow.append(f"{last:.1f} ± {last_sd:.1f} / {best:.1f} ± {best_sd:.1f} (n={len(rs)})")
+            within = [best_within(r, budget) for r in rs]
+            ws, wsd = _mean_std([w[0] for w in within])
+            steps = [w[1] for w in within if w[1] is not None]
+            missing = sum(w[0] is None for w in within)
+            erow.append("-" if math.isnan(ws) else
+                        f"{ws:.1f} ± {wsd:.1f} (step {statistics.median_low(steps)}"
+                        + (f", {missing} seed(s) had no eval yet" if missing else "") + ")")
+            train_s = statistics.median(r["train_s"] for r in rs)
+            dt_runs = by.get((d, "dt"))
+            ratio = statistics.median(r["train_s"] for r in dt_runs) / train_s if dt_runs else None
+            time_rows.append([d, AGENT_NAMES[a], fmt(statistics.median(r["wall_s"] for r in rs), 1),
+                              fmt(train_s, 1), fmt(statistics.median(r["eval_s"] for r in rs), 1),
+                              fmt(statistics.median(r["train_steps_per_s"] for r in rs), 1),
+                              fmt(ratio, 2, "x"), str(rs[0]["steps"])])
+            summary["cells"][f"{d}|{a}"] = {"n": len(rs), "last_mean": last, "last_std": last_sd,
+                                            "best_mean": best, "best_std": best_sd,
+                                            "train_s_median": train_s, "dt_train_s_over_this": ratio,
+                                            "equal_time_best_mean": ws, "equal_time_best_std": wsd}
+            summary["equal_time"][d]["agents"][a] = {"scores": [w[0] for w in within], "steps": [w[1] for w in within]}
+        score_rows.append(srow)
+        erow[0] = f"{d} ({budget:.0f} s)"
+        equal_rows.append(erow)
+    if len(datasets) > 1:
+        score_rows.append(["**average**"] + [
+            f"{np.mean(avg_last[a]):.1f} / {np.mean(avg_best[a]):.1f}" if len(avg_last[a]) == len(datasets) else "-"
+            for a in agents])
+    heads = [AGENT_NAMES[a] for a in agents]
+    md = [
+        "### Normalised score: last ± std / best ± std over seeds",
+        "",
+        markdown_table(["dataset"] + heads, score_rows),
+        "",
+        "### Time per run (medians over seeds)",
+        "",
+        markdown_table(["dataset", "agent", "wall s", "train s", "eval s", "train steps/s",
+                        "DT train s / this", "steps"], time_rows),
+        "",
+        "### Equal training time: best score reached within the fastest agent's mean training seconds",
+        "",
+        markdown_table(["dataset (budget)"] + heads, equal_rows),
+    ]
+    return "\n".join(md), summary
+
+
+def load_runs(runs_dir: Path, datasets, agents, seeds) -> list[dict]:
+    out = []
+    for path in sorted(runs_dir.glob("*.json")):
+        r = json.loads(path.read_text())
+        if r["dataset"] in datasets and r["agent"] in agents and r["seed"] in seeds:
+            out.append(r)
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- main
+
+def dataset_available(dataset_id: str) -> tuple[object | None, str | None]:
+    try:
+        return load_dataset(dataset_id, download=False), None
+    except DatasetNotFoundError as exc:
+        return None, str(exc).splitlines()[0]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
+    parser.add_argument("--datasets", nargs="+", default=LOCAL_SUITE)
+    parser.add_argument("--agents", nargs="+", choices=sorted(AGENTS), default=["mingru", "minlstm", "dt"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the protocol's")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the protocol's)")
+    parser.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: the protocol's)")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes per target return (default: the protocol's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the protocol's)")
+    parser.add_argument("--device", default=None, help="train.device (default: the protocol's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="extra config override key=value, applied to every run (e.g. model.width=32)")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/suite-<protocol>")
+    parser.add_argument("--run-root", default="/tmp/rl_minrnn_suite", help="run directories (checkpoints, logs)")
+    parser.add_argument("--resume-ok", action="store_true", help="skip runs whose JSON already exists")
+    parser.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables from the run JSONs")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    proto = PROTOCOLS[args.protocol]
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"suite-{args.protocol}")
+    plan = {"protocol": args.protocol, "steps": args.steps or proto["steps"],
+            "eval_every": args.eval_every if args.eval_every is not None else proto["eval_every"],
+            "episodes": args.episodes or proto["episodes"],
+            "threads": args.threads if args.threads is not None else proto["threads"],
+            "device": args.device or proto["device"], "overrides": list(args.overrides),
+            "out": str(out), "run_root": args.run_root}
+    seeds = args.seeds if args.seeds is not None else proto["seeds"]
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    command = shlex.join(["python", "benchmarks/suite.py", *(sys.argv[1:] if argv is None else argv)])
+    notes = []
+
+    if not args.aggregate_only:
+        available = {}
+        for d in args.datasets:
+            ds, why = dataset_available(d)
+            if ds is None:
+                notes.append(f"skipped {d}: not available ({why})")
+                log(f"SKIP {d}: not available ({why})")
+            else:
+                available[d] = ds
+        todo = [(d, a, s) for d in available for s in seeds for a in args.agents]
+        pending = [t for t in todo if not (args.resume_ok and (runs_dir / f"{run_name(*t)}.json").is_file())]
+        # planned total: ~12 steps/s for the cpu profile on one core (measured 11-16 on a busy 2-core machine)
+        per_run = plan["steps"] / 12.0 + (plan["steps"] // max(plan["eval_every"], 1) + 1) * plan["episodes"] * 0.4
+        log(f"{args.protocol} protocol: {len(available)} dataset(s) x {len(args.agents)} agent(s) x {len(seeds)} "
+            f"seed(s) = {len(todo)} runs, {len(todo) - len(pending)} already done; {plan['steps']} steps, "
+            f"evaluation every {plan['eval_every']} ({plan['episodes']} episodes per target), "
+            f"{plan['threads'] or 'auto'} thread(s), device {plan['device']}.")
+        if args.protocol == "cpu":
+            log(f"Planned: about {per_run / 60:.1f} min per run, {len(pending) * per_run / 60:.0f} min in all "
+                "(estimate for an idle core; the first runs print their measured time)")
+        total_tick = time.perf_counter()
+        for i, (d, a, s) in enumerate(pending):  # seeds outer, agents inner: the agents of one seed run close in time
+            log(f"[{i + 1}/{len(pending)}] {d} {a} seed {s}  (elapsed {(time.perf_counter() - total_tick) / 60:.1f} min)")
+            record = train_and_evaluate(d, a, s, plan, dataset=available[d], log=log)
+            record["suite_command"] = command
+            write_json(runs_dir / f"{run_name(d, a, s)}.json", record)
+            log(f"  done: last {record['last']:.1f}, best {record['best']:.1f}, train {record['train_s']:.0f}s, "
+                f"eval {record['eval_s']:.0f}s, wall {record['wall_s']:.0f}s")
+
+    runs = load_runs(runs_dir, args.datasets, args.agents, seeds)
+    if not runs:
+        log("No runs to aggregate.")
+        return 1
+    table, summary = aggregate(runs, args.datasets, args.agents)
+    machine = machine_info()
+    header = (f"Suite, `{args.protocol}` protocol: {plan['steps']} steps, evaluation every {plan['eval_every']} "
+              f"steps, {plan['episodes']} episodes per target, seeds {' '.join(map(str, seeds))}, "
+              f"{plan['threads'] or 'auto'} torch thread(s).\n\n"
+              f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
+              f"date {machine['date']}.\n\nCommand: `{command}`\n")
+    markdown = header + "\n" + ("\n".join(f"- {n}" for n in notes) + "\n\n" if notes else "") + table + "\n"
+    print(markdown)
+    (out / "suite.md").write_text(markdown)
+    write_json(out / "suite.json", {"command": command, "plan": plan, "seeds": seeds, "notes": notes,
+                                    "machine": machine, "summary": summary,
+                                    "runs": [{k: r[k] for k in ("dataset", "agent", "seed", "last", "best",
+                                                                "best_step", "train_s", "eval_s", "wall_s")}
+                                             for r in runs]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

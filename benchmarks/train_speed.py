@@ -1,0 +1,213 @@
+#!/usr/bin/env python
+"""Training speed: timesteps per second and achieved GFLOP/s of one training step, per agent, token layout
+and context length K, against the machine's measured float32 matrix-multiply rate.
+
+One training step = forward + masked MSE loss + backward + gradient clipping + AdamW, on random data of
+Hopper shapes (11-d states, 3-d actions), windows of K steps, batch ``min(--batch, --max-timesteps // K)``
+(64 at K = 20, fewer at long K), model width/depth as given (default 128 x 3, the paper's). The Decision-RNN
+is timed on the same (B, K) windows as DT (its ``sequence`` training regime runs chunks of the same shape).
+
+FLOPs per step: ``torch.utils.flop_counter.FlopCounterMode`` over one forward+backward (it counts matrix
+multiplies: mm/addmm/bmm, forward and backward); DT's attention (``scaled_dot_product_attention``, not
+counted by FlopCounterMode on CPU) is added analytically: 4·B·L²·d per layer forward (QKᵀ and AV, full
+square, as FlopCounterMode counts it on GPU), 2x that backward. Elementwise work (the minRNN scan, gates,
+norms, activations, AdamW) is not counted, so achieved GFLOP/s is "useful matmul work per second"; the
+recurrent models' elementwise scan makes their figure lower for the same wall time.
+
+The matmul rate: median time of an N x N float32 ``torch.mm`` (N = --matmul-size) with the same thread count.
+
+Variants of one K are timed round-robin (``benchmarks.common.time_interleaved``), medians reported; a variant
+whose warm-up alone exceeds ``--max-seconds`` is measured once and marked; one whose estimated activation
+memory exceeds ``--max-gb`` is skipped and recorded.
+
+    python benchmarks/train_speed.py                      # full: 3 agents x 2 layouts x K in 20 200 1000
+    python benchmarks/train_speed.py --contexts 20 --repeats 3
+
+Writes ``benchmarks/results/train_speed.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from agents.embeddings import TOKENS_PER_STEP  # noqa: E402
+from agents.factory import build_agent  # noqa: E402
+from benchmarks.common import fmt, machine_info, markdown_table, resolve_device, time_interleaved, write_json  # noqa: E402
+
+OBS_DIM, ACT_DIM = 11, 3
+AGENTS = {
+    "mingru": {"kind": "decision_rnn", "cell": "mingru"},
+    "minlstm": {"kind": "decision_rnn", "cell": "minlstm"},
+    "dt": {"kind": "decision_transformer", "cell": "mingru"},
+}
+NAMES = {"mingru": "Decision-minGRU", "minlstm": "Decision-minLSTM", "dt": "Decision Transformer"}
+
+
+def model_config(agent: str, tokens: str, context: int, width: int, depth: int) -> dict:
+    return {**AGENTS[agent], "width": width, "depth": depth, "context": context, "tokens": tokens,
+            "expansion": 1.0, "mlp_ratio": 4.0, "dropout": 0.1, "conv": 0, "max_timestep": 1000, "heads": 1,
+            "position_embedding": True}
+
+
+def random_batch(batch: int, context: int, device, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "states": torch.randn(batch, context, OBS_DIM, generator=g).to(device),
+        "actions": torch.rand(batch, context, ACT_DIM, generator=g).mul(2).sub(1).to(device),
+        "returns_to_go": torch.rand(batch, context, generator=g).mul(3.6).to(device),
+        "timesteps": torch.randint(0, 1000, (batch, context), generator=g).to(device),
+        "mask": torch.ones(batch, context).to(device),
+    }
+
+
+def make_step(agent, batch: dict, clip: float = 0.25):
+    opt = torch.optim.AdamW(agent.parameters(), lr=1e-4, weight_decay=1e-4)
+    agent.train()
+
+    def step():
+        preds, _ = agent(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"], batch["mask"])
+        mask = batch["mask"].unsqueeze(-1)
+        loss = ((preds - batch["actions"]).square() * mask).sum() / (mask.sum() * preds.shape[-1])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(agent.parameters(), clip)
+        opt.step()
+
+    return step
+
+
+def count_flops(agent, batch: dict, cfg: dict) -> dict:
+    """Matmul FLOPs of one forward+backward (FlopCounterMode) plus DT's attention, analytically."""
+    with FlopCounterMode(display=False) as counter:
+        preds, _ = agent(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"], batch["mask"])
+        preds.square().mean().backward()
+    agent.zero_grad(set_to_none=True)
+    counted = int(counter.get_total_flops())
+    attention = 0
+    if cfg["kind"] == "decision_transformer":
+        b, k = batch["states"].shape[:2]
+        length = k * TOKENS_PER_STEP[cfg["tokens"]]
+        attention = 3 * 4 * b * length * length * cfg["width"] * cfg["depth"]
+    return {"matmul_flops_counted": counted, "attention_flops_analytic": attention, "flops_per_step": counted + attention}
+
+
+def estimate_gb(cfg: dict, batch: int, context: int) -> float:
+    """Rough activation memory of a training step (GB): tokens x width x 40 floats per layer, plus DT's
+    L x L attention (the CPU kernels may materialise it) x 3 copies."""
+    length = context * TOKENS_PER_STEP[cfg["tokens"]]
+    act = batch * length * cfg["width"] * 40 * cfg["depth"] * 4
+    if cfg["kind"] == "decision_transformer":
+        act += 3 * batch * cfg["heads"] * length * length * cfg["depth"] * 4
+    return act / 1e9
+
+
+def matmul_rate(size: int, device, repeats: int = 5) -> dict:
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    res = time_interleaved({"mm": lambda: torch.mm(a, b)}, device, repeats=repeats, warmup=1)["mm"]
+    return {"size": size, "median_s": res["median_s"], "gflops": 2 * size ** 3 / res["median_s"] / 1e9,
+            "times_s": res["times_s"]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", nargs="+", choices=sorted(AGENTS), default=["mingru", "minlstm", "dt"])
+    parser.add_argument("--tokens", nargs="+", choices=sorted(TOKENS_PER_STEP), default=["interleaved", "fused"])
+    parser.add_argument("--contexts", type=int, nargs="+", default=[20, 200, 1000])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--max-timesteps", type=int, default=2560, help="batch = min(--batch, this // K)")
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="time budget per variant (warm-up included)")
+    parser.add_argument("--max-gb", type=float, default=8.0, help="skip variants estimated to need more memory")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--matmul-size", type=int, default=1024)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_speed"))
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    mm = matmul_rate(args.matmul_size, device)
+    log(f"matmul {args.matmul_size}x{args.matmul_size} float32, {args.threads} thread(s): {mm['gflops']:.1f} GFLOP/s")
+
+    rows, records = [], []
+    for k in args.contexts:
+        batch_size = max(1, min(args.batch, args.max_timesteps // k))
+        batch = random_batch(batch_size, k, device)
+        fns, info = {}, {}
+        for tokens in args.tokens:
+            for name in args.agents:
+                key = f"{name}/{tokens}"
+                cfg = model_config(name, tokens, k, args.width, args.depth)
+                rec = {"agent": name, "tokens": tokens, "context": k, "batch": batch_size,
+                       "tokens_per_sequence": k * TOKENS_PER_STEP[tokens], "estimated_gb": estimate_gb(cfg, batch_size, k)}
+                if device.type == "cpu" and rec["estimated_gb"] > args.max_gb:
+                    rec["skipped"] = f"estimated {rec['estimated_gb']:.1f} GB > --max-gb {args.max_gb}"
+                    records.append(rec)
+                    log(f"K={k} {key}: skipped ({rec['skipped']})")
+                    continue
+                torch.manual_seed(0)
+                agent = build_agent(cfg, OBS_DIM, ACT_DIM).to(device)
+                rec["parameters"] = sum(p.numel() for p in agent.parameters())
+                rec.update(count_flops(agent, batch, cfg))
+                fns[key] = make_step(agent, batch)
+                info[key] = rec
+        log(f"K={k}, batch {batch_size}: timing {', '.join(fns)}")
+        timed = time_interleaved(fns, device, repeats=args.repeats, warmup=args.warmup,
+                                 max_seconds=args.max_seconds, log=log)
+        for key, rec in info.items():
+            t = timed[key]
+            rec.update(median_s=t["median_s"], min_s=t["min_s"], times_s=t["times_s"], n=t["n"],
+                       budget_limited=t["budget_limited"], warmup_only=t["warmup_only"],
+                       timesteps_per_s=batch_size * k / t["median_s"],
+                       gflops_per_s=rec["flops_per_step"] / t["median_s"] / 1e9)
+            rec["fraction_of_matmul"] = rec["gflops_per_s"] / mm["gflops"]
+            records.append(rec)
+    for rec in records:
+        dt = next((r for r in records if r["agent"] == "dt" and r["tokens"] == rec["tokens"]
+                   and r["context"] == rec["context"] and "median_s" in r), None)
+        if "median_s" in rec and dt is not None:
+            rec["speedup_vs_dt"] = dt["median_s"] / rec["median_s"]
+        if "skipped" in rec:
+            rows.append([NAMES[rec["agent"]], rec["tokens"], rec["context"], rec["batch"], "skipped: " + rec["skipped"],
+                         "", "", "", "", ""])
+            continue
+        note = " (1 run)" if rec["warmup_only"] else (f" (n={rec['n']})" if rec["budget_limited"] else "")
+        rows.append([NAMES[rec["agent"]], rec["tokens"], rec["context"], rec["batch"],
+                     fmt(rec["median_s"] * 1e3, 1) + note, fmt(rec["timesteps_per_s"], 0),
+                     fmt(rec["flops_per_step"] / 1e9, 2), fmt(rec["gflops_per_s"], 1),
+                     fmt(100 * rec["fraction_of_matmul"], 0, "%"), fmt(rec.get("speedup_vs_dt"), 2, "x")])
+    rows.sort(key=lambda r: (r[2], r[1], r[0]))
+    machine = machine_info(device)
+    table = markdown_table(["agent", "tokens", "K", "batch", "ms/step (median)", "timesteps/s", "GFLOP/step",
+                            "GFLOP/s", "of matmul", "speed vs DT"], rows)
+    markdown = (f"Training step (forward + backward + AdamW), width {args.width}, depth {args.depth}, "
+                f"{args.threads} thread(s), device {device}; median of up to {args.repeats} interleaved runs.\n"
+                f"Matmul rate ({args.matmul_size}² float32 mm, same threads): {mm['gflops']:.1f} GFLOP/s. FLOPs: "
+                "FlopCounterMode matmuls + DT attention analytically; elementwise work not counted.\n\n"
+                f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
+                f"date {machine['date']}.\n\nCommand: `{machine['command']}`\n\n{table}\n")
+    print(markdown)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(markdown)
+    write_json(out.with_suffix(".json"), {"machine": machine, "args": vars(args), "matmul": mm, "results": records})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

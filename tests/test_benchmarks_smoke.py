@@ -1,0 +1,82 @@
+"""Smoke tests of the benchmark scripts: each ``main`` runs end to end on a tiny setting (seconds), writes its
+JSON and Markdown, and the rollout benchmark's window fast-forward acts exactly as real stepping."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def test_suite_tiny(tiny_dataset, tmp_path):
+    from benchmarks import suite
+
+    out = tmp_path / "suite"
+    argv = ["--protocol", "cpu", "--datasets", tiny_dataset.dataset_id, "test/hopper/absent-v0",
+            "--agents", "mingru", "dt", "--seeds", "0", "1", "--steps", "4", "--eval-every", "2", "--episodes", "1",
+            "--set", "model.width=8", "--set", "model.depth=1", "--set", "eval.max_episode_steps=10",
+            "--set", "eval.target_returns=[100]", "--out", str(out), "--run-root", str(tmp_path / "runs"), "--quiet"]
+    assert suite.main(argv) == 0
+    runs = sorted((out / "runs").glob("*.json"))
+    assert len(runs) == 4
+    record = json.loads(runs[0].read_text())
+    assert [e["step"] for e in record["evals"]] == [2, 4]
+    assert record["best"] >= record["last"] - 1e-9 and record["train_s"] > 0
+    assert "benchmarks/suite.py" in record["command"] and "--seeds" in record["command"]
+    summary = json.loads((out / "suite.json").read_text())
+    assert any("absent" in n for n in summary["notes"])
+    md = (out / "suite.md").read_text()
+    assert "Decision Transformer" in md and "Equal training time" in md
+    # resume: nothing left to run, tables rebuilt from the JSONs
+    mtime = runs[0].stat().st_mtime
+    assert suite.main(argv + ["--resume-ok"]) == 0
+    assert runs[0].stat().st_mtime == mtime
+
+
+def test_train_speed_tiny(tmp_path):
+    from benchmarks import train_speed
+
+    out = tmp_path / "train_speed"
+    assert train_speed.main(["--contexts", "4", "--width", "8", "--depth", "1", "--repeats", "1", "--warmup", "1",
+                             "--matmul-size", "64", "--threads", "1", "--out", str(out)]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert len(data["results"]) == 6  # 3 agents x 2 layouts
+    for rec in data["results"]:
+        assert rec["flops_per_step"] > 0 and rec["timesteps_per_s"] > 0
+    dt = [r for r in data["results"] if r["agent"] == "dt"]
+    assert all(r["attention_flops_analytic"] > 0 for r in dt)
+
+
+def test_rollout_speed_tiny(tmp_path):
+    from benchmarks import rollout_speed
+
+    out = tmp_path / "rollout_speed"
+    assert rollout_speed.main(["--contexts", "3", "--batches", "2", "--steps", "2", "6", "--repeats", "1",
+                               "--width", "8", "--depth", "1", "--eval-envs", "2", "--eval-repeats", "1",
+                               "--eval-max-steps", "5", "--out", str(out)]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert len(data["agent_steps"]) == 3 * 2
+    assert {r["variant"] for r in data["evaluation"]} == {"rnn-recurrent", "dt-window", "floor"}
+
+
+@pytest.mark.parametrize("kind", ["decision_rnn", "decision_transformer"])
+@pytest.mark.parametrize("tokens", ["fused", "interleaved"])
+def test_window_fast_forward_matches_real_steps(kind, tokens):
+    from benchmarks.rollout_speed import RandomInputs, fast_forward_window, make_agent, step
+
+    for n in (2, 9):  # window partly filled, then full (K = 4)
+        real, fast = make_agent(kind, 4, 8, 1, tokens), make_agent(kind, 4, 8, 1, tokens)
+        inputs = RandomInputs(3)
+        real.reset(3, mode="window")
+        fast.reset(3, mode="window")
+        for t in range(n):
+            step(real, inputs, t)
+        fast_forward_window(fast, inputs, n)
+        for t in (n, n + 1):
+            np.testing.assert_allclose(step(real, inputs, t), step(fast, inputs, t), atol=1e-6)
