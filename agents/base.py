@@ -18,11 +18,15 @@ class DecisionAgent(nn.Module):
     rollout_modes: tuple[str, ...] = ("window",)
     default_rollout_mode: str = "window"
 
-    def __init__(self, obs_dim: int, act_dim: int, context: int, state_mean, state_std, return_scale: float):
+    def __init__(self, obs_dim: int, act_dim: int, context: int, state_mean=None, state_std=None,
+                 return_scale: float = 1000.0):
+        """``state_mean``/``state_std``: the dataset's (None: identity, e.g. before loading a checkpoint)."""
         super().__init__()
         self.obs_dim, self.act_dim, self.context = int(obs_dim), int(act_dim), int(context)
-        mean = torch.as_tensor(np.asarray(state_mean, dtype=np.float32)).reshape(obs_dim)
-        std = torch.as_tensor(np.asarray(state_std, dtype=np.float32)).reshape(obs_dim)
+        mean = torch.zeros(obs_dim) if state_mean is None else torch.as_tensor(np.asarray(state_mean, dtype=np.float32))
+        std = torch.ones(obs_dim) if state_std is None else torch.as_tensor(np.asarray(state_std, dtype=np.float32))
+        if mean.shape != (obs_dim,) or std.shape != (obs_dim,):
+            raise ValueError(f"state_mean and state_std must have shape ({obs_dim},), got {tuple(mean.shape)} and {tuple(std.shape)}")
         self.register_buffer("state_mean", mean)
         self.register_buffer("state_std", std)
         self.register_buffer("return_scale", torch.tensor(float(return_scale)))

@@ -48,12 +48,7 @@ class DecisionRNN(DecisionAgent):
         state_std=None,
         return_scale: float = 1000.0,
     ):
-        super().__init__(
-            obs_dim, act_dim, context,
-            state_mean if state_mean is not None else [0.0] * obs_dim,
-            state_std if state_std is not None else [1.0] * obs_dim,
-            return_scale,
-        )
+        super().__init__(obs_dim, act_dim, context, state_mean, state_std, return_scale)
         self.embed = TrajectoryEmbedding(obs_dim, act_dim, width, max_timestep, tokens)
         self.embed_dropout = torch.nn.Dropout(dropout)
         self.stack = MinRNNStack(width, depth, cell=cell, expansion=expansion, mlp_ratio=mlp_ratio,

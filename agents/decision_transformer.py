@@ -55,12 +55,7 @@ class DecisionTransformer(DecisionAgent):
         state_std=None,
         return_scale: float = 1000.0,
     ):
-        super().__init__(
-            obs_dim, act_dim, context,
-            state_mean if state_mean is not None else [0.0] * obs_dim,
-            state_std if state_std is not None else [1.0] * obs_dim,
-            return_scale,
-        )
+        super().__init__(obs_dim, act_dim, context, state_mean, state_std, return_scale)
         self.embed = TrajectoryEmbedding(obs_dim, act_dim, width, max_timestep, tokens)
         max_tokens = context * TOKENS_PER_STEP[tokens]
         self.position = nn.Embedding(max_tokens, width) if position_embedding else None
