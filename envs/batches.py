@@ -1,0 +1,230 @@
+"""Training batches from an ``OfflineDataset``: K-step windows, or consecutive chunks for carried state.
+
+Every batch is a dict of numpy arrays (float32 unless said), B rows of K (or L) timesteps:
+
+- ``states (B, K, obs_dim)``: normalised with the sampler's ``StateNormalizer`` (the dataset's mean/std
+  by default; save ``sampler.normalizer.state_dict()`` with the model);
+- ``actions (B, K, act_dim)``; action t pairs with state t;
+- ``returns_to_go (B, K)``: undiscounted sum of rewards from t to the episode's end, / ``return_scale``;
+- ``timesteps (B, K)`` int64: index in the episode, clipped to ``max_timestep - 1``;
+- ``mask (B, K)``: 1 real, 0 padding. Padding is at the END (a causal recurrent model then never reads
+  padding before real steps) and is all zeros; a row never crosses an episode boundary.
+
+``WindowSampler`` samples windows the way Decision Transformer does (an episode in proportion to its
+length, then a uniform start in it: i.e. a uniform timestep of the dataset; windows starting near the end
+are padded). ``SequenceSampler`` gives B lanes that walk whole episodes in consecutive chunks of L steps
+(truncated BPTT: the model carries each lane's recurrent state to the next batch and zeroes it where
+``reset`` is true), or whole episodes padded to the longest with ``chunk_len=None``. Its episodes come
+from a shuffled queue (each episode once per pass), so every timestep is seen equally often.
+
+All gathering is vectorised numpy over a flat copy of the dataset made once; no per-timestep loops.
+``state_dict()`` / ``load_state_dict()`` hold plain Python values (generator state, lanes, queue) and
+resume bit-exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.normalization import StateNormalizer
+
+DEFAULT_MAX_TIMESTEP = 1000
+DEFAULT_RETURN_SCALE = 1000.0
+
+
+class FlatEpisodes:
+    """The dataset's episodes concatenated once: normalised states, actions, scaled return-to-go, timesteps."""
+
+    def __init__(self, dataset, normalizer: StateNormalizer, return_scale: float):
+        episodes = dataset.episodes
+        self.lengths = np.array([len(ep) for ep in episodes], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        self.num_steps = int(self.lengths.sum())
+        self.num_episodes = len(episodes)
+        states = np.concatenate([ep.observations[:-1] for ep in episodes])
+        self.states = normalizer.normalize(states)
+        self.actions = np.concatenate([ep.actions for ep in episodes]).astype(np.float32, copy=False)
+        rewards = np.concatenate([ep.rewards for ep in episodes]).astype(np.float64)
+        # return-to-go without a per-episode loop: suffix sums of the whole array minus the suffix after
+        # each episode's end; float64 keeps it exact to float32 precision.
+        suffix = np.concatenate([np.cumsum(rewards[::-1])[::-1], [0.0]])
+        ends = np.repeat(self.starts + self.lengths, self.lengths)
+        self.returns_to_go = ((suffix[:-1] - suffix[ends]) / float(return_scale)).astype(np.float32)
+        self.timesteps = np.arange(self.num_steps, dtype=np.int64) - np.repeat(self.starts, self.lengths)
+        self.episode_of_step = np.repeat(np.arange(self.num_episodes, dtype=np.int64), self.lengths)
+
+    def gather(self, episodes: np.ndarray, positions: np.ndarray, length: int, max_timestep: int) -> dict:
+        """Rows of ``length`` steps from ``positions`` in ``episodes``; padded (zeros) past each episode's end."""
+        offsets = np.arange(length, dtype=np.int64)
+        pos = positions[:, None] + offsets[None, :]  # (B, K) position in the episode
+        valid = pos < self.lengths[episodes][:, None]
+        flat = np.where(valid, self.starts[episodes][:, None] + pos, 0)
+        fvalid = valid.astype(np.float32)
+        states = self.states[flat]
+        states *= fvalid[..., None]
+        actions = self.actions[flat]
+        actions *= fvalid[..., None]
+        rtg = self.returns_to_go[flat] * fvalid
+        timesteps = np.where(valid, np.minimum(pos, max_timestep - 1), 0)
+        return {
+            "states": states,
+            "actions": actions,
+            "returns_to_go": rtg,
+            "timesteps": timesteps,
+            "mask": fvalid,
+        }
+
+
+class _Sampler:
+    def __init__(self, dataset, batch_size, return_scale, normalizer, seed, max_timestep):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if max_timestep <= 0:
+            raise ValueError(f"max_timestep must be positive, got {max_timestep}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.return_scale = float(return_scale)
+        self.normalizer = normalizer if normalizer is not None else StateNormalizer.from_dataset(dataset)
+        self.max_timestep = int(max_timestep)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.flat = FlatEpisodes(dataset, self.normalizer, self.return_scale)
+
+    def __iter__(self):
+        while True:
+            yield self.sample()
+
+    def _config(self) -> dict:
+        return {
+            "batch_size": self.batch_size,
+            "num_episodes": self.flat.num_episodes,
+            "num_steps": self.flat.num_steps,
+        }
+
+    def _check_config(self, state: dict) -> None:
+        saved = state.get("config", {})
+        mine = self._config()
+        diff = {k: (saved.get(k), v) for k, v in mine.items() if k in saved and saved[k] != v}
+        if diff:
+            raise ValueError(
+                f"Sampler state does not match this sampler (saved, current): {diff}; "
+                "resume with the same dataset and batch settings."
+            )
+
+
+class WindowSampler(_Sampler):
+    """K-step windows, episodes in proportion to their length (Decision Transformer's sampling)."""
+
+    def __init__(
+        self,
+        dataset,
+        context: int,
+        batch_size: int,
+        return_scale: float = DEFAULT_RETURN_SCALE,
+        normalizer: StateNormalizer | None = None,
+        seed: int | None = 0,
+        max_timestep: int = DEFAULT_MAX_TIMESTEP,
+    ):
+        if context <= 0:
+            raise ValueError(f"context must be positive, got {context}")
+        super().__init__(dataset, batch_size, return_scale, normalizer, seed, max_timestep)
+        self.context = int(context)
+
+    def sample(self) -> dict:
+        g = self.rng.integers(0, self.flat.num_steps, size=self.batch_size)
+        episodes = self.flat.episode_of_step[g]
+        positions = g - self.flat.starts[episodes]
+        return self.flat.gather(episodes, positions, self.context, self.max_timestep)
+
+    def _config(self) -> dict:
+        return {**super()._config(), "context": self.context}
+
+    def state_dict(self) -> dict:
+        return {"kind": "window", "rng": self.rng.bit_generator.state, "config": self._config()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._check_config(state)
+        self.rng.bit_generator.state = state["rng"]
+
+
+class SequenceSampler(_Sampler):
+    """B lanes walking episodes in consecutive chunks of ``chunk_len`` (None: whole episodes).
+
+    Batches carry ``reset (B,)`` bool: true where the row starts a new episode, so the model zeroes that
+    row's carried recurrent state before it. A lane whose episode ends mid-chunk is padded at the end
+    of that chunk and starts its next episode in the next batch.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        chunk_len: int | None,
+        batch_size: int,
+        return_scale: float = DEFAULT_RETURN_SCALE,
+        normalizer: StateNormalizer | None = None,
+        seed: int | None = 0,
+        max_timestep: int = DEFAULT_MAX_TIMESTEP,
+    ):
+        if chunk_len is not None and chunk_len <= 0:
+            raise ValueError(f"chunk_len must be positive or None, got {chunk_len}")
+        super().__init__(dataset, batch_size, return_scale, normalizer, seed, max_timestep)
+        self.chunk_len = None if chunk_len is None else int(chunk_len)
+        self.lane_episode = np.full(self.batch_size, -1, dtype=np.int64)
+        self.lane_position = np.zeros(self.batch_size, dtype=np.int64)
+        self.queue = np.zeros(0, dtype=np.int64)
+        self.queue_position = 0
+
+    def _next_episodes(self, n: int) -> np.ndarray:
+        out = []
+        while n > 0:
+            if self.queue_position >= len(self.queue):
+                self.queue = self.rng.permutation(self.flat.num_episodes).astype(np.int64)
+                self.queue_position = 0
+            take = self.queue[self.queue_position : self.queue_position + n]
+            self.queue_position += len(take)
+            n -= len(take)
+            out.append(take)
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def sample(self) -> dict:
+        lengths = self.flat.lengths
+        if self.chunk_len is None:
+            episodes = self._next_episodes(self.batch_size)
+            positions = np.zeros(self.batch_size, dtype=np.int64)
+            length = int(lengths[episodes].max())
+            reset = np.ones(self.batch_size, dtype=bool)
+            self.lane_episode, self.lane_position = episodes, lengths[episodes].copy()
+        else:
+            reset = (self.lane_episode < 0) | (self.lane_position >= lengths[np.maximum(self.lane_episode, 0)])
+            n_new = int(reset.sum())
+            if n_new:
+                self.lane_episode[reset] = self._next_episodes(n_new)
+                self.lane_position[reset] = 0
+            episodes, positions = self.lane_episode.copy(), self.lane_position.copy()
+            length = self.chunk_len
+            self.lane_position += self.chunk_len
+        batch = self.flat.gather(episodes, positions, length, self.max_timestep)
+        batch["reset"] = reset
+        return batch
+
+    def _config(self) -> dict:
+        return {**super()._config(), "chunk_len": self.chunk_len}
+
+    def state_dict(self) -> dict:
+        return {
+            "kind": "sequence",
+            "rng": self.rng.bit_generator.state,
+            "lane_episode": self.lane_episode.tolist(),
+            "lane_position": self.lane_position.tolist(),
+            "queue": self.queue.tolist(),
+            "queue_position": int(self.queue_position),
+            "config": self._config(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._check_config(state)
+        self.rng.bit_generator.state = state["rng"]
+        self.lane_episode = np.asarray(state["lane_episode"], dtype=np.int64)
+        self.lane_position = np.asarray(state["lane_position"], dtype=np.int64)
+        self.queue = np.asarray(state["queue"], dtype=np.int64)
+        self.queue_position = int(state["queue_position"])
