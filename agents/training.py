@@ -274,8 +274,7 @@ class Trainer:
                     evaluated_at = self.step
                 if self.step % c.train.checkpoint_every == 0:
                     self.save("last")
-            if (not interrupted["flag"] and c.eval.at_end and evaluated_at != self.step
-                    and (c.eval.every or self.last_eval is None)):
+            if not interrupted["flag"] and c.eval.every and c.eval.at_end and evaluated_at != self.step:
                 self._evaluate_and_log(logger, bar)
         finally:
             bar.close()

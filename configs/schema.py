@@ -64,13 +64,13 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = 10_000  # steps between evaluations during training (0: none during training)
+    every: int = 10_000  # steps between evaluations during training (0: no evaluation at all)
     episodes: int = 10
     target_returns: list = field(default_factory=lambda: [3600.0, 1800.0])  # raw returns
     mode: str = "auto"  # rollout mode: auto (the agent's default) | recurrent | window
     seed: int = 10_000  # episode i resets with seed + i
     max_episode_steps: int = 1000
-    at_end: bool = True  # evaluate after the last step even when `every` does not divide `train.steps`
+    at_end: bool = True  # also evaluate after the last step when `every` (> 0) does not divide `train.steps`
     video: bool = False  # record episode 0 of each evaluation to run_dir/videos (and TensorBoard); ~25 s per 1000-step episode on CPU
 
 
