@@ -69,9 +69,12 @@ class DecisionRNN(DecisionAgent):
         self._prev_action = None
 
     def _act_recurrent(self, returns, states):
-        hidden = None
-        for token in self.embed.step_tokens(states, returns, self._t, self._prev_action):
-            hidden, self._state = self.stack.step(token, self._state)
+        tokens = self.embed.step_tokens(states, returns, self._t, self._prev_action)
+        if len(tokens) == 1:
+            hidden, self._state = self.stack.step(tokens[0], self._state)
+        else:  # a_{t-1}, R_t, s_t as one 3-token sequence: one call per layer instead of three (same numbers)
+            hidden, self._state = self.stack(torch.stack(tokens, dim=1), self._state)
+            hidden = hidden[:, -1]
         return self.head(hidden)
 
     def _observe_recurrent(self, actions):
