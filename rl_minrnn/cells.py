@@ -8,6 +8,9 @@ Both cells are ``h_t = a_t * h_{t-1} + b_t`` with ``a_t, b_t`` from ``x_t`` alon
   ``h_t = f' h_{t-1} + i' g(k_h)``. With ``d = softplus(-k_f) - softplus(-k_i) = log(i / f)``:
   ``f' = sigmoid(-d)``, ``i' = sigmoid(d)``.
 
+Logarithms of sigmoids use ``logsigmoid`` (``log sigmoid(x) = -softplus(-x)``), which is exact, where
+``F.softplus`` switches to ``x`` above 20 and is off by up to ``exp(-20)``, about 2e-9.
+
 ``g(x) = x + 0.5`` for ``x >= 0`` and ``sigmoid(x)`` otherwise keeps the candidate, hence the state,
 positive so that its logarithm exists (``log_g``) for the log-space scan. Gates are computed as
 ``sigmoid(-k)`` rather than ``1 - sigmoid(k)``, which loses relative accuracy on small values.
@@ -32,8 +35,8 @@ def g(x: torch.Tensor) -> torch.Tensor:
 
 
 def log_g(x: torch.Tensor) -> torch.Tensor:
-    """``log(g(x))``: ``log(relu(x) + 0.5)`` for ``x >= 0``, ``-softplus(-x)`` otherwise."""
-    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
+    """``log(g(x))``: ``log(relu(x) + 0.5)`` for ``x >= 0``, ``-softplus(-x) = logsigmoid(x)`` otherwise."""
+    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), F.logsigmoid(x))
 
 
 class _MinRNNCell(nn.Module):
@@ -114,7 +117,7 @@ class MinGRU(_MinRNNCell):
 
     def log_coefficients(self, k):
         k_z, k_h = k.chunk(2, dim=-1)
-        return -F.softplus(k_z), -F.softplus(-k_z) + log_g(k_h)
+        return F.logsigmoid(-k_z), F.logsigmoid(k_z) + log_g(k_h)
 
 
 class MinLSTM(_MinRNNCell):
@@ -129,7 +132,7 @@ class MinLSTM(_MinRNNCell):
 
     @staticmethod
     def _log_ratio(k_f, k_i):
-        return F.softplus(-k_f) - F.softplus(-k_i)  # d = log(i / f)
+        return F.logsigmoid(k_i) - F.logsigmoid(k_f)  # d = log(i / f) = softplus(-k_f) - softplus(-k_i)
 
     def coefficients(self, k):
         k_f, k_i, k_h = k.chunk(3, dim=-1)
@@ -139,7 +142,7 @@ class MinLSTM(_MinRNNCell):
     def log_coefficients(self, k):
         k_f, k_i, k_h = k.chunk(3, dim=-1)
         d = self._log_ratio(k_f, k_i)
-        return -F.softplus(d), -F.softplus(-d) + log_g(k_h)
+        return F.logsigmoid(-d), F.logsigmoid(d) + log_g(k_h)
 
 
 CELLS = {"mingru": MinGRU, "minlstm": MinLSTM}

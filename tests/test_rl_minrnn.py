@@ -125,6 +125,33 @@ def test_cell_chunks_continue_exactly(cls, scan):
     assert rel_err(h, h_whole) <= 1e-10
 
 
+def test_coefficients_match_the_definitions_float64():
+    """Against the textbook formulas, including pre-activations beyond 20 where F.softplus switches to
+    the identity and would be off by ~2e-9."""
+    k = torch.tensor([-40.0, -25.0, -3.0, -0.5, 0.0, 0.7, 4.0, 22.0, 35.0], dtype=torch.float64)
+    kz, kh = torch.meshgrid(k, k, indexing="ij")
+    a, b = MinGRU(1).double().coefficients(torch.stack([kz.flatten(), kh.flatten()], -1))
+    z = torch.sigmoid(kz.flatten())
+    h_tilde = torch.where(kh.flatten() >= 0, kh.flatten() + 0.5, torch.sigmoid(kh.flatten()))
+    torch.testing.assert_close(a[:, 0], torch.sigmoid(-kz.flatten()), rtol=1e-14, atol=0)
+    torch.testing.assert_close(b[:, 0], z * h_tilde, rtol=1e-14, atol=0)
+    log_a, log_b = MinGRU(1).double().log_coefficients(torch.stack([kz.flatten(), kh.flatten()], -1))
+    torch.testing.assert_close(log_a.exp(), a, rtol=1e-13, atol=0)
+    torch.testing.assert_close(log_b.exp(), b, rtol=1e-13, atol=0)
+
+    kf, ki = torch.meshgrid(k, k, indexing="ij")
+    kh = torch.full_like(kf, 0.3)
+    cell = MinLSTM(1).double()
+    pre = torch.stack([kf.flatten(), ki.flatten(), kh.flatten()], -1)
+    a, b = cell.coefficients(pre)
+    f, i = torch.sigmoid(kf.flatten()), torch.sigmoid(ki.flatten())
+    torch.testing.assert_close(a[:, 0], f / (f + i), rtol=1e-13, atol=0)
+    torch.testing.assert_close(b[:, 0], i / (f + i) * 0.8, rtol=1e-13, atol=0)
+    log_a, log_b = cell.log_coefficients(pre)
+    torch.testing.assert_close(log_a.exp(), a, rtol=1e-13, atol=0)
+    torch.testing.assert_close(log_b.exp(), b, rtol=1e-13, atol=0)
+
+
 @pytest.mark.parametrize("cls", CELL_TYPES)
 @pytest.mark.parametrize("scan", ["chunked", "log"])
 def test_cell_gradcheck(cls, scan):
