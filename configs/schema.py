@@ -226,22 +226,27 @@ def profile_path(name: str) -> Path:
 
 
 def field_help() -> str:
-    """Every key with its default and comment, for ``--help``."""
-    lines = []
-    source = Path(__file__).read_text().splitlines()
-    for section in ("dataset", "model", "train", "eval"):
-        cls = type(getattr(ExperimentConfig(), section))
-        for f in dataclasses.fields(cls):
-            comment = next((l.split("#", 1)[1].strip() for l in source if l.strip().startswith(f"{f.name}:") and "#" in l
-                            and cls.__name__ in _enclosing_class(source, l)), "")
-            default = getattr(cls(), f.name)
-            lines.append(f"  {section}.{f.name} = {default!r}" + (f"  ({comment})" if comment else ""))
-    return "\n".join(["  seed = 0  (fixes data sampling and initialisation)"] + lines)
+    """Every key with its default and the comment beside its field, for ``--help``."""
+    import ast
 
-
-def _enclosing_class(source: list[str], line: str) -> str:
-    index = source.index(line)
-    for previous in reversed(source[:index]):
-        if previous.startswith("class "):
-            return previous
-    return ""
+    source = Path(__file__).read_text()
+    lines = source.splitlines()
+    comments = {}  # (class name, field) -> the comment on the field's line
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    line = lines[item.lineno - 1]
+                    comments[(node.name, item.target.id)] = line.split("#", 1)[1].strip() if "#" in line else ""
+    out = []
+    config = ExperimentConfig()
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            for sub in dataclasses.fields(value):
+                comment = comments.get((type(value).__name__, sub.name), "")
+                out.append(f"  {f.name}.{sub.name} = {getattr(value, sub.name)!r}" + (f"  ({comment})" if comment else ""))
+        else:
+            comment = comments.get(("ExperimentConfig", f.name), "")
+            out.append(f"  {f.name} = {value!r}" + (f"  ({comment})" if comment else ""))
+    return "\n".join(out)
