@@ -251,7 +251,7 @@ class Trainer:
 
         previous_handler = signal.signal(signal.SIGINT, on_interrupt)
         bar = tqdm(total=c.train.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
-        window_loss, window_time, window_timesteps, tick = [], 0.0, 0.0, time.perf_counter()
+        window_loss, window_timesteps, tick = [], [], time.perf_counter()
         evaluated_at = None
         try:
             while self.step < c.train.steps and not interrupted["flag"]:
@@ -259,16 +259,16 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 window_loss.append(stats["loss"])
-                window_timesteps += float(stats["timesteps"])
+                window_timesteps.append(stats["timesteps"])  # tensors: no host sync per step on CUDA
                 if self.step % c.train.log_every == 0 or self.step == c.train.steps:
                     now = time.perf_counter()
                     window_time, tick = now - tick, now
                     loss = float(torch.stack(window_loss).mean())
                     logger.log(self.step, {"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0],
                                            "train/grad_norm": float(stats["grad_norm"]),
-                                           "train/timesteps_per_s": window_timesteps / max(window_time, 1e-9)})
+                                           "train/timesteps_per_s": float(torch.stack(window_timesteps).sum()) / max(window_time, 1e-9)})
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                    window_loss, window_timesteps = [], 0.0
+                    window_loss, window_timesteps = [], []
                 if c.eval.every and self.step % c.eval.every == 0:
                     self._evaluate_and_log(logger, bar)
                     evaluated_at = self.step
