@@ -49,7 +49,7 @@ class ModelConfig:
 class TrainConfig:
     steps: int = 100_000
     batch_size: int = 64
-    regime: str = "auto"  # window: K-step windows from a zero state | sequence: episodes in consecutive chunks, state carried (TBPTT) | auto: sequence for decision_rnn (measured better, benchmarks/regimes.py), window for decision_transformer
+    regime: str = "window"  # window: K-step windows from a zero state (measured best, BENCHMARKS.md) | sequence: episodes in consecutive chunks, state carried (TBPTT; decision_rnn only)
     chunk_len: int = 80  # timesteps per chunk in the sequence regime; each step still trains on batch_size * context timesteps, in batch_size * context // chunk_len lanes
     lr: float = 1e-4
     weight_decay: float = 1e-4
@@ -90,7 +90,7 @@ CHOICES = {
     "model.kind": ("decision_rnn", "decision_transformer"),
     "model.cell": ("mingru", "minlstm"),
     "model.tokens": ("interleaved", "fused"),
-    "train.regime": ("auto", "window", "sequence"),
+    "train.regime": ("window", "sequence"),
     "train.device": ("auto", "cpu", "cuda"),
     "eval.mode": ("auto", "recurrent", "window"),
 }
@@ -166,8 +166,6 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError("eval.mode: the decision_transformer has no recurrent mode, use auto or window")
         if config.model.width % config.model.heads:
             raise ConfigError(f"model.heads: must divide model.width ({config.model.width}), got {config.model.heads}")
-    if config.train.regime == "auto":
-        config.train.regime = "sequence" if config.model.kind == "decision_rnn" else "window"
     if not config.eval.target_returns:
         raise ConfigError("eval.target_returns: give at least one target return")
     return config
