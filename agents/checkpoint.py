@@ -1,6 +1,7 @@
 """Checkpoints: one file holding everything a run needs to continue exactly or to be evaluated.
 
-Contents: format version, model weights (with the state normalisation and return scale as buffers),
+Contents: format version, model weights (the state normalisation statistics and the return scale are
+buffers of the model, so they live in the weights and nowhere else),
 optimizer and scheduler, step, RNG states, sampler state, the carried training state (sequence regime),
 the resolved config, env id, dataset id and reference scores. Written atomically (temp file in the same
 folder, then rename), read with ``weights_only=True`` (no arbitrary pickles).

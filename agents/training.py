@@ -7,14 +7,12 @@ straight and N/2 + resume to N give identical weights.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from tqdm.auto import tqdm
@@ -179,8 +177,6 @@ class Trainer:
             "ref_max_score": self.dataset.ref_max_score,
             "obs_dim": self.dataset.obs_dim,
             "act_dim": self.dataset.act_dim,
-            "state_mean": self.normalizer.mean,
-            "state_std": self.normalizer.std,
             "best": self.best,
             "last_eval": self.last_eval,
         }

@@ -153,3 +153,17 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_dataset, tmp_path, minari_s
     assert "--resume" in out
     step = read_checkpoint(run / "checkpoints" / "last.pt")["step"]
     assert step >= 10
+
+
+def test_evaluation_videos_are_recorded(tiny_dataset, tmp_path):
+    from envs.render import RenderError, setup_headless_gl
+
+    try:
+        setup_headless_gl()
+    except RenderError as error:
+        pytest.skip(str(error))
+    ev = ["eval.every=5", "eval.episodes=1", "eval.max_episode_steps=8", "eval.target_returns=[100]", "eval.video=true"]
+    Trainer(config("train.steps=5", *ev), tmp_path, progress=False, dataset=tiny_dataset).run()
+    video = tmp_path / "videos" / "step0000005.mp4"
+    assert video.is_file() and video.stat().st_size > 0
+    assert any((tmp_path / "tensorboard").iterdir())
