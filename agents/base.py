@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .initialisation import initialise
+
 
 class DecisionAgent(nn.Module):
     rollout_modes: tuple[str, ...] = ("window",)
@@ -31,6 +33,11 @@ class DecisionAgent(nn.Module):
         self.register_buffer("state_std", std)
         self.register_buffer("return_scale", torch.tensor(float(return_scale)))
         self._mode: str | None = None
+
+    def initialise_parameters(self, scheme: str) -> None:
+        """Initialise with ``model.init`` (``agents.initialisation``); subclasses call it once their layers
+        (``self.embed``, ``self.head`` and the sequence model) exist."""
+        initialise(self, scheme, inputs_and_head=(*self.embed.input_projections, self.head.linear))
 
     # ------------------------------------------------------------------ training
     def forward(self, states, actions, returns_to_go, timesteps, mask=None, state=None):

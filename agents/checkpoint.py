@@ -111,11 +111,13 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu"):
 
     ``info``: ``env_id``, ``dataset_id``, ``ref_min_score``, ``ref_max_score``, ``config`` (dict), ``step``.
     """
+    from configs.schema import with_added_keys
+
     from .factory import build_agent
 
     data = read_checkpoint(path)
     try:
-        agent = build_agent(data["config"]["model"], data["obs_dim"], data["act_dim"])
+        agent = build_agent(with_added_keys(data["config"])["model"], data["obs_dim"], data["act_dim"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"Checkpoint {path} holds a model config this version cannot build: {exc}") from None
     load_weights(agent, data["model"], str(path))

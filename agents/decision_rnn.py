@@ -44,6 +44,7 @@ class DecisionRNN(DecisionAgent):
         dropout: float = 0.1,
         conv: int = 0,
         max_timestep: int = 1000,
+        init: str = "gpt",
         state_mean=None,
         state_std=None,
         return_scale: float = 1000.0,
@@ -54,6 +55,7 @@ class DecisionRNN(DecisionAgent):
         self.stack = MinRNNStack(width, depth, cell=cell, expansion=expansion, mlp_ratio=mlp_ratio,
                                  dropout=dropout, conv=conv)
         self.head = ActionHead(width, act_dim)
+        self.initialise_parameters(init)
 
     def forward(self, states, actions, returns_to_go, timesteps, mask=None, state: RNNAgentState | None = None):
         stack_state, prev_action = (None, None) if state is None else state

@@ -51,6 +51,7 @@ class DecisionTransformer(DecisionAgent):
         dropout: float = 0.1,
         max_timestep: int = 1000,
         position_embedding: bool = True,
+        init: str = "gpt",
         state_mean=None,
         state_std=None,
         return_scale: float = 1000.0,
@@ -63,6 +64,7 @@ class DecisionTransformer(DecisionAgent):
         self.blocks = nn.ModuleList(CausalSelfAttentionBlock(width, heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.head = ActionHead(width, act_dim)
+        self.initialise_parameters(init)
 
     def forward(self, states, actions, returns_to_go, timesteps, mask=None, state=None):
         """Windows of at most K steps. Padding sits at the end of a window, so causal attention keeps it

@@ -29,6 +29,11 @@ class TrajectoryEmbedding(nn.Module):
         self.timestep = nn.Embedding(max_timestep, width)
         self.norm = nn.LayerNorm(width)
 
+    @property
+    def input_projections(self) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
+        """The Linear layers that embed R, s and a (``model.init=d3rlpy`` leaves them at PyTorch's defaults)."""
+        return self.ret, self.state, self.action
+
     def time(self, timesteps: torch.Tensor) -> torch.Tensor:
         return self.timestep(timesteps.clamp(0, self.max_timestep - 1))
 

@@ -10,7 +10,7 @@ from .decision_transformer import DecisionTransformer
 
 AGENTS = {"decision_rnn": DecisionRNN, "decision_transformer": DecisionTransformer}
 # ModelConfig fields each agent takes (the rest belong to the other agent).
-_SHARED = ("context", "width", "depth", "tokens", "mlp_ratio", "dropout", "max_timestep")
+_SHARED = ("context", "width", "depth", "tokens", "mlp_ratio", "dropout", "max_timestep", "init")
 _FIELDS = {
     "decision_rnn": _SHARED + ("cell", "expansion", "conv"),
     "decision_transformer": _SHARED + ("heads", "position_embedding"),

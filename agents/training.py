@@ -28,6 +28,7 @@ from rl_minrnn import BlockState, detach_state, mask_state
 from .checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .decision_rnn import RNNAgentState
 from .factory import build_agent
+from .optimizer import build_optimizer
 from .run_logging import MetricsLogger
 
 # Keys that may change when a run is resumed; everything else must match the checkpoint.
@@ -93,10 +94,7 @@ class Trainer:
                                  self.normalizer.mean, self.normalizer.std, config.dataset.return_scale).to(self.device)
         self.model = torch.compile(self.agent) if config.train.compile else self.agent
         self.sampler = self._make_sampler()
-        self.optimizer = torch.optim.AdamW(self.agent.parameters(), lr=config.train.lr,
-                                           weight_decay=config.train.weight_decay)
-        warmup = max(1, config.train.warmup_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.optimizer, self.scheduler = build_optimizer(self.agent, config.train)
         self.step = 0
         self.carried = None  # the recurrent state carried between chunks (sequence regime)
         self.best = {"score": None, "step": None}
@@ -115,7 +113,7 @@ class Trainer:
         if c.train.regime == "sequence":  # as many timesteps per step as the window regime
             common["batch_size"] = max(1, c.train.batch_size * c.model.context // c.train.chunk_len)
             return SequenceSampler(self.dataset, c.train.chunk_len, **common)
-        return WindowSampler(self.dataset, c.model.context, **common)
+        return WindowSampler(self.dataset, c.model.context, sampling=c.train.window_sampling, **common)
 
     @classmethod
     def resume(cls, run_dir: str | Path, overrides: list[str] = (), log=print, progress: bool = True,
@@ -223,9 +221,7 @@ class Trainer:
             render=recorder,
         )
         metrics = result.metrics("eval")
-        # best = the best target's mean normalised score (mean return for tasks without reference scores)
-        summaries = [t.summary() for t in result.targets]
-        score = max(x["normalized_score_mean"] if self.ref_scores else x["return_mean"] for x in summaries)
+        score = result.score()
         self.last_eval = {"step": self.step, "score": score, "metrics": metrics}
         improved = self.best["score"] is None or score > self.best["score"]
         if improved:

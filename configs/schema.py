@@ -43,6 +43,7 @@ class ModelConfig:
     max_timestep: int = 1000  # size of the timestep embedding; later timesteps use the last entry
     heads: int = 1  # attention heads (decision_transformer)
     position_embedding: bool = True  # learned token-position embedding (decision_transformer)
+    init: str = "gpt"  # gpt: every Linear/Embedding weight N(0, 0.02), zero biases (GPT, CORL) | d3rlpy: that, but PyTorch's defaults for the R/s/a projections and the head | pytorch: PyTorch's defaults everywhere (before issue 9)
 
 
 @dataclass
@@ -50,9 +51,11 @@ class TrainConfig:
     steps: int = 100_000
     batch_size: int = 64
     regime: str = "window"  # window: K-step windows from a zero state (measured best, BENCHMARKS.md) | sequence: episodes in consecutive chunks, state carried (TBPTT; decision_rnn only)
+    window_sampling: str = "start"  # window regime, where windows lie in their episode: start: a uniform start timestep (CORL, DT; the first K-1 steps are in fewer windows) | end: a uniform end timestep (d3rlpy; windows near the start are shorter) | cover: starts uniform over -(K-1)..T-1, clipped (every timestep in K windows)
     chunk_len: int = 80  # timesteps per chunk in the sequence regime; each step still trains on batch_size * context timesteps, in batch_size * context // chunk_len lanes
     lr: float = 1e-4
     weight_decay: float = 1e-4
+    weight_decay_on: str = "matrices"  # matrices: Linear/conv weights only, biases, LayerNorms and embeddings exempt (GPT, d3rlpy) | all: every parameter (CORL)
     warmup_steps: int = 10_000
     grad_clip: float = 0.25
     log_every: int = 100  # steps between logged training scalars
@@ -90,6 +93,9 @@ CHOICES = {
     "model.kind": ("decision_rnn", "decision_transformer"),
     "model.cell": ("mingru", "minlstm"),
     "model.tokens": ("interleaved", "fused"),
+    "model.init": ("gpt", "d3rlpy", "pytorch"),
+    "train.weight_decay_on": ("matrices", "all"),
+    "train.window_sampling": ("start", "end", "cover"),
     "train.regime": ("window", "sequence"),
     "train.device": ("auto", "cpu", "cuda"),
     "eval.mode": ("auto", "recurrent", "window"),
@@ -200,13 +206,29 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+# Keys added after runs were already saved, with the value that reproduces what such a run did: a
+# checkpoint's config that lacks one resumes as it was trained, not with today's default.
+ADDED_KEYS = {"model.init": "pytorch", "train.weight_decay_on": "all", "train.window_sampling": "start"}
+
+
+def with_added_keys(saved: dict) -> dict:
+    """``saved`` (a run's config as written) with every key in ``ADDED_KEYS`` it lacks set to that value."""
+    out = {section: dict(values) if isinstance(values, dict) else values for section, values in saved.items()}
+    for key, value in ADDED_KEYS.items():
+        section, name = key.split(".")
+        if isinstance(out.get(section), dict):
+            out[section].setdefault(name, value)
+    return out
+
+
 def load_config(
     files: list[str | Path] = (), overrides: list[str] = (), base: dict | None = None
 ) -> ExperimentConfig:
-    """Defaults <- ``base`` (e.g. a checkpoint's config) <- YAML files in order <- ``key=value`` overrides."""
+    """Defaults <- ``base`` (a saved run's config, completed by ``with_added_keys``) <- YAML files in order
+    <- ``key=value`` overrides."""
     config = ExperimentConfig()
     if base:
-        _apply(config, base)
+        _apply(config, with_added_keys(base))
     for path in files:
         _apply(config, read_yaml(path))
     for text in overrides:

@@ -51,13 +51,16 @@ class FlatEpisodes:
         ends = np.repeat(self.starts + self.lengths, self.lengths)
         self.returns_to_go = ((suffix[:-1] - suffix[ends]) / float(return_scale)).astype(np.float32)
         self.timesteps = np.arange(self.num_steps, dtype=np.int64) - np.repeat(self.starts, self.lengths)
-        self.episode_of_step = np.repeat(np.arange(self.num_episodes, dtype=np.int64), self.lengths)
 
-    def gather(self, episodes: np.ndarray, positions: np.ndarray, length: int, max_timestep: int) -> dict:
-        """Rows of ``length`` steps from ``positions`` in ``episodes``; padded (zeros) past each episode's end."""
+    def gather(self, episodes: np.ndarray, positions: np.ndarray, length: int, max_timestep: int,
+               row_lengths: np.ndarray | None = None) -> dict:
+        """Rows of ``length`` steps from ``positions`` in ``episodes``; padded (zeros) past each episode's end
+        and past ``row_lengths`` (B,) real steps when given."""
         offsets = np.arange(length, dtype=np.int64)
         pos = positions[:, None] + offsets[None, :]  # (B, K) position in the episode
         valid = pos < self.lengths[episodes][:, None]
+        if row_lengths is not None:
+            valid &= offsets[None, :] < row_lengths[:, None]
         flat = np.where(valid, self.starts[episodes][:, None] + pos, 0)
         fvalid = valid.astype(np.float32)
         states = self.states[flat]
@@ -112,8 +115,25 @@ class _Sampler:
             )
 
 
+WINDOW_SAMPLING = ("start", "end", "cover")
+
+
 class WindowSampler(_Sampler):
-    """K-step windows, episodes in proportion to their length (Decision Transformer's sampling)."""
+    """K-step windows drawn uniformly from the windows ``sampling`` allows, so episodes come in proportion
+    to their number of windows (about their length).
+
+    Where a window lies in its episode (``sampling``), for an episode of T steps:
+
+    - ``start``: its first step is uniform over 0..T-1 (Decision Transformer's and CORL's sampling). A step
+      t < K - 1 is in only t + 1 windows, K times fewer for the first step than for a mid-episode one,
+      although every rollout starts there.
+    - ``end``: its last step is uniform over 0..T-1 (d3rlpy's): windows ending before step K - 1 start at
+      step 0 and are shorter; now the last K - 1 steps are in fewer windows.
+    - ``cover``: its first step is uniform over -(K-1)..T-1 and the window is clipped to the episode, so
+      every step is in exactly K windows (the steps before 0 are dropped, not padded).
+
+    Padding stays at the END of a row in every case (a causal recurrent model never reads it).
+    """
 
     def __init__(
         self,
@@ -124,20 +144,39 @@ class WindowSampler(_Sampler):
         normalizer: StateNormalizer | None = None,
         seed: int | None = 0,
         max_timestep: int = DEFAULT_MAX_TIMESTEP,
+        sampling: str = "start",
     ):
         if context <= 0:
             raise ValueError(f"context must be positive, got {context}")
+        if sampling not in WINDOW_SAMPLING:
+            raise ValueError(f"sampling must be one of {WINDOW_SAMPLING}, got {sampling!r}")
         super().__init__(dataset, batch_size, return_scale, normalizer, seed, max_timestep)
-        self.context = int(context)
+        self.context, self.sampling = int(context), sampling
+        # window starts allowed in each episode: before_start .. T - 1 - cut_at_end, in episode order
+        self._before_start = 0 if sampling == "start" else self.context - 1
+        cut_at_end = self.context - 1 if sampling == "end" else 0
+        counts = self.flat.lengths + self._before_start - cut_at_end
+        self._first_window = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self._num_windows = int(counts.sum())
+
+    @property
+    def num_windows(self) -> int:
+        """How many distinct windows ``sampling`` allows; ``sample`` draws indices uniformly below it."""
+        return self._num_windows
 
     def sample(self) -> dict:
-        g = self.rng.integers(0, self.flat.num_steps, size=self.batch_size)
-        episodes = self.flat.episode_of_step[g]
-        positions = g - self.flat.starts[episodes]
-        return self.flat.gather(episodes, positions, self.context, self.max_timestep)
+        return self.windows(self.rng.integers(0, self._num_windows, size=self.batch_size))
+
+    def windows(self, g: np.ndarray) -> dict:
+        """The batch of windows number ``g`` (B,) (episode by episode, then by first step)."""
+        episodes = np.searchsorted(self._first_window, g, side="right") - 1
+        starts = g - self._first_window[episodes] - self._before_start  # may be < 0: clipped below
+        first = np.maximum(starts, 0)
+        real = np.minimum(starts + self.context, self.flat.lengths[episodes]) - first
+        return self.flat.gather(episodes, first, self.context, self.max_timestep, row_lengths=real)
 
     def _config(self) -> dict:
-        return {**super()._config(), "context": self.context}
+        return {**super()._config(), "context": self.context, "sampling": self.sampling}
 
     def state_dict(self) -> dict:
         return {"kind": "window", "rng": self.rng.bit_generator.state, "config": self._config()}

@@ -165,6 +165,13 @@ class EvaluationResult:
             "targets": [t.to_dict() for t in self.targets],
         }
 
+    def score(self) -> float:
+        """The evaluation's one number: the best target return's mean normalised score (mean return when
+        there are no reference scores). Training keeps its best checkpoint and the suite compares by it."""
+        summaries = [t.summary() for t in self.targets]
+        key = "normalized_score_mean" if self.ref_scores is not None else "return_mean"
+        return max(s[key] for s in summaries)
+
     def metrics(self, prefix: str = "eval") -> dict[str, float]:
         """Flat scalars for loggers, namespaced by target: ``eval/3600_normalized_score_mean``."""
         out = {}

@@ -11,11 +11,14 @@ OBS, ACT, K = 5, 2, 6
 
 
 def make_agent(kind="rnn", seed=0, **kwargs):
+    """PyTorch's default initialisation unless told otherwise: its larger random weights keep untrained
+    outputs far from 0, so the equalities below compare numbers that a wrong rollout would change."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     stats = dict(state_mean=rng.normal(size=OBS), state_std=rng.uniform(0.5, 2.0, size=OBS), return_scale=100.0)
     cls = DecisionRNN if kind == "rnn" else DecisionTransformer
-    return cls(OBS, ACT, context=K, width=16, depth=2, dropout=0.0, **stats, **kwargs).double().eval()
+    kwargs = {"init": "pytorch", "width": 16, **kwargs}
+    return cls(OBS, ACT, context=K, depth=2, dropout=0.0, **stats, **kwargs).double().eval()
 
 
 def episode(length, seed=1):
@@ -112,3 +115,47 @@ def test_build_agent_from_config():
     assert isinstance(agent, DecisionTransformer) and agent.context == 10
     agent = build_agent(ModelConfig(cell="minlstm", tokens="fused", width=32), OBS, ACT)
     assert isinstance(agent, DecisionRNN) and agent.embed.layout == "fused"
+
+
+@pytest.mark.parametrize("kind", ["rnn", "dt"])
+def test_gpt_initialisation(kind):
+    """Every Linear/Embedding weight N(0, 0.02) with zero biases, LayerNorms the identity; the buffers
+    (normalisation statistics) untouched. PyTorch's default leaves the timestep embedding N(0, 1)."""
+    agent = make_agent(kind, init="gpt", width=64)
+    for name, module in agent.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+            w = module.weight.detach()
+            if w.numel() >= 1000:  # enough samples for the standard deviation to be within 20%
+                assert 0.016 < float(w.std()) < 0.024, (name, float(w.std()))
+            assert float(w.abs().max()) < 0.02 * 7, name
+            if getattr(module, "bias", None) is not None:
+                assert not module.bias.any(), name
+        if isinstance(module, torch.nn.LayerNorm):
+            assert bool((module.weight == 1).all()) and not module.bias.any(), name
+    assert not torch.equal(agent.state_mean, torch.zeros(OBS, dtype=agent.state_mean.dtype))
+    default = make_agent(kind, init="pytorch", width=64)
+    assert 0.9 < float(default.embed.timestep.weight.detach().std()) < 1.1
+    # d3rlpy's: GPT's except PyTorch's defaults (uniform, +-1/sqrt(fan_in)) on the R/s/a projections and head
+    d3 = make_agent(kind, init="d3rlpy", width=64)
+    assert float(d3.embed.ret.weight.detach().abs().max()) > 0.5 and d3.embed.ret.bias.any()  # fan_in 1: U(-1, 1)
+    assert float(d3.head.linear.weight.detach().std()) > 0.05
+    torch.testing.assert_close(d3.embed.timestep.weight.detach().std(), torch.tensor(0.02, dtype=torch.float64), atol=4e-3, rtol=0)
+    with pytest.raises(ValueError, match="init must be one of"):
+        make_agent(kind, init="xavier")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "dt"])
+def test_weight_decay_groups(kind):
+    """``matrices``: exactly the Linear/conv weights decay; every parameter is in one group once."""
+    from agents.optimizer import parameter_groups
+
+    agent = make_agent(kind, conv=3) if kind == "rnn" else make_agent(kind)
+    decay, no_decay = parameter_groups(agent, 1e-4, "matrices")
+    assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
+    expected = {id(m.weight) for m in agent.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d))}
+    assert {id(p) for p in decay["params"]} == expected
+    all_ids = [id(p) for group in (decay, no_decay) for p in group["params"]]
+    assert sorted(all_ids) == sorted(id(p) for p in agent.parameters())
+    assert id(agent.embed.timestep.weight) in {id(p) for p in no_decay["params"]}
+    (everything,) = parameter_groups(agent, 1e-4, "all")
+    assert len(everything["params"]) == len(list(agent.parameters()))

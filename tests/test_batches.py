@@ -154,3 +154,37 @@ def test_samplers_on_a_built_dataset(tiny_dataset):
     assert np.isfinite(b["states"]).all()
     b = SequenceSampler(tiny_dataset, chunk_len=16, batch_size=4, seed=0).sample()
     assert b["states"].shape == (4, 16, 11) and b["reset"].all()
+
+
+@pytest.mark.parametrize("sampling", ["start", "end", "cover"])
+def test_window_sampling_covers_each_step_as_documented(make_offline_dataset, sampling):
+    """All windows a sampling mode allows, enumerated: each is a real slice of its episode, padded at the
+    end, and the number of windows holding step t is the documented one (brute-force count)."""
+    lengths, k = [3, 8, 25], 5
+    ds = make_offline_dataset(lengths, obs_dim=2, act_dim=1, seed=4)
+    norm = StateNormalizer.from_dataset(ds)
+    sampler = WindowSampler(ds, context=k, batch_size=4, normalizer=norm, seed=0, sampling=sampling)
+    extra = {"start": 0, "end": 0, "cover": k - 1}[sampling]
+    assert sampler.num_windows == sum(lengths) + extra * len(lengths)
+    b = sampler.windows(np.arange(sampler.num_windows))
+    counts = [np.zeros(n, dtype=int) for n in lengths]
+    for i in range(sampler.num_windows):
+        n_real = int(b["mask"][i].sum())
+        np.testing.assert_array_equal(b["mask"][i, :n_real], 1.0)
+        np.testing.assert_array_equal(b["mask"][i, n_real:], 0.0)
+        e, t0 = locate(ds, norm, b["states"][i, 0])
+        np.testing.assert_array_equal(b["timesteps"][i, :n_real], np.arange(t0, t0 + n_real))
+        counts[e][t0:t0 + n_real] += 1
+    for n, c in zip(lengths, counts):
+        t = np.arange(n)
+        expected = {"start": np.minimum(t + 1, k), "end": np.minimum(n - t, k), "cover": np.full(n, k)}[sampling]
+        np.testing.assert_array_equal(c, expected)
+
+
+def test_window_sampling_is_checked_on_resume(make_offline_dataset):
+    ds = make_offline_dataset([10, 12], obs_dim=2, act_dim=1)
+    state = WindowSampler(ds, context=4, batch_size=2, sampling="cover").state_dict()
+    with pytest.raises(ValueError, match="sampling"):
+        WindowSampler(ds, context=4, batch_size=2, sampling="start").load_state_dict(state)
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        WindowSampler(ds, context=4, batch_size=2, sampling="middle")
