@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from agents.factory import build_agent  # noqa: E402
+from configs.schema import ModelConfig  # noqa: E402
 from benchmarks.common import fmt, machine_info, markdown_table, write_json  # noqa: E402
 
 OBS_DIM, ACT_DIM = 11, 3
@@ -54,9 +55,7 @@ VARIANTS = {  # name -> (model kind, rollout mode)
 
 def make_agent(kind: str, context: int, width: int, depth: int, tokens: str, cell: str = "mingru", seed: int = 0):
     torch.manual_seed(seed)
-    cfg = {"kind": kind, "cell": cell, "width": width, "depth": depth, "context": context, "tokens": tokens,
-           "expansion": 1.0, "mlp_ratio": 4.0, "dropout": 0.1, "conv": 0, "max_timestep": 1000, "heads": 1,
-           "position_embedding": True}
+    cfg = ModelConfig(kind=kind, cell=cell, width=width, depth=depth, context=context, tokens=tokens)
     agent = build_agent(cfg, OBS_DIM, ACT_DIM)
     return agent.eval()
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The score suite: Decision-minGRU, Decision-minLSTM and Decision Transformer on the same data, seeds and budget.
+"""The score suite: Decision-minGRU, Decision-minLSTM, this project's Decision Transformer and d3rlpy's (the
+outside reference, ``benchmarks/peers/``) on the same data, seeds, settings and budget.
 
 For every dataset x agent x seed this trains one agent, evaluates it at a fixed cadence during training
 (same episode seeds for every agent: ``eval.seed``), and writes one JSON per run; then it aggregates every run
@@ -18,7 +19,7 @@ Protocols (``--protocol``):
 
 - ``cpu``: ``configs/local/<env>-<kind>.yaml`` + ``configs/profiles/cpu.yaml`` (width 64, fused tokens),
   1200 steps, an evaluation every 200 steps, 10 episodes per target, seeds 0 1 2, 1 torch thread, one run at
-  a time: 45 runs in about 90 minutes on an idle 2-core machine (the plan is printed before starting).
+  a time: 60 runs in about 2 hours on a 2-core machine, half of it d3rlpy's (the plan is printed before starting).
 - ``paper``: the dataset config alone (the paper's hyperparameters), 100k steps, an evaluation every 10k,
   100 episodes per target, seeds 0..4 (a GPU job).
 
@@ -28,8 +29,9 @@ Protocols (``--protocol``):
     python benchmarks/suite.py --protocol cpu --aggregate-only      # only rebuild the tables from the JSONs
 
 Writes ``<out>/runs/<dataset>__<agent>__seed<k>.json`` (config, per-evaluation scores with training seconds,
-last, best, timings, the command that reproduces the run) and ``<out>/suite.md`` / ``suite.json``
-(default out: ``benchmarks/results/suite-<protocol>/``). Run directories (checkpoints, logs) go to ``--run-root``.
+last, best, timings, the command that reproduces the run), ``<out>/suite.md`` / ``suite.json`` and a
+learning-curve plot per dataset, ``<out>/curves-<dataset>.png`` (default out:
+``benchmarks/results/suite-<protocol>/``). Run directories (checkpoints, logs) go to ``--run-root``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ import torch  # noqa: E402
 
 from agents.training import Trainer  # noqa: E402
 from benchmarks.common import fmt, machine_info, markdown_table, write_json  # noqa: E402
+from benchmarks.peers.d3rlpy_dt import PeerUnavailable  # noqa: E402
+from benchmarks.plots import plot_learning_curves  # noqa: E402
 from configs.schema import load_config  # noqa: E402
 from envs.datasets import DatasetNotFoundError, load_dataset  # noqa: E402
 
@@ -67,8 +71,11 @@ AGENTS = {
     "mingru": ["model.kind=decision_rnn", "model.cell=mingru"],
     "minlstm": ["model.kind=decision_rnn", "model.cell=minlstm"],
     "dt": ["model.kind=decision_transformer"],
+    "d3rlpy_dt": ["model.kind=decision_transformer"],  # the peer: d3rlpy's DT with our DT's settings
 }
-AGENT_NAMES = {"mingru": "Decision-minGRU", "minlstm": "Decision-minLSTM", "dt": "Decision Transformer"}
+AGENT_NAMES = {"mingru": "Decision-minGRU", "minlstm": "Decision-minLSTM", "dt": "Decision Transformer",
+               "d3rlpy_dt": "d3rlpy DT"}
+PEERS = ("d3rlpy_dt",)  # agents trained by another library, in its own environment (benchmarks/peers/)
 PROTOCOLS = {
     "cpu": {"profile": ROOT / "configs" / "profiles" / "cpu.yaml", "seeds": [0, 1, 2], "steps": 1200,
             "eval_every": 200, "episodes": 10, "threads": 1, "device": "cpu"},
@@ -129,11 +136,40 @@ def _sync(device) -> None:
 
 
 def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, dataset=None, log=print) -> dict:
-    """Train one agent with evaluations every ``eval_every`` steps (and at the end); time training and
-    evaluation separately. The loop is ``Trainer.run``'s (same ``train_step``, sampler and evaluation) minus
-    logging and checkpoints, so that training seconds are the optimisation alone."""
+    """Train one agent with evaluations every ``eval_every`` steps (and at the end) and return its run record;
+    training and evaluation are timed separately. Peers (``PEERS``) run in their own environment."""
     files, note = config_files(dataset_id, plan["protocol"])
     config = load_config(files, run_overrides(dataset_id, agent, seed, plan))
+    if agent in PEERS:
+        from benchmarks.peers import d3rlpy_dt
+
+        if dataset is None:
+            dataset = load_dataset(dataset_id, download=False)
+        outcome = d3rlpy_dt.train_and_evaluate(config, dataset, log=log, data_dir=Path(plan["run_root"]) / "peer-data")
+        outcome["dataset_used"], outcome["machine"] = dataset.dataset_id, machine_info("cpu")
+    else:
+        outcome = _train_and_evaluate_here(dataset_id, agent, seed, plan, config, dataset, log)
+    evals = outcome["evals"]
+    scores = [e["score"] for e in evals]
+    best_i = int(np.argmax(scores))
+    steps, train_s = outcome["steps"], outcome["train_s"]
+    return {
+        "dataset": dataset_id, "agent": agent, "agent_name": AGENT_NAMES[agent], "seed": seed,
+        "protocol": plan["protocol"], "command": run_command(dataset_id, agent, seed, plan),
+        "config_files": [str(Path(f).relative_to(ROOT)) for f in files], "config_note": note,
+        "overrides": run_overrides(dataset_id, agent, seed, plan), "config": config.to_dict(),
+        "dataset_used": outcome["dataset_used"], "parameters": outcome["parameters"],
+        "steps": steps, "last": scores[-1], "best": scores[best_i], "best_step": evals[best_i]["step"],
+        "wall_s": outcome["wall_s"], "setup_s": outcome["setup_s"], "train_s": train_s, "eval_s": outcome["eval_s"],
+        "train_steps_per_s": steps / max(train_s, 1e-9),
+        "train_timesteps_per_s": steps * config.train.batch_size * config.model.context / max(train_s, 1e-9),
+        "evals": evals, "machine": outcome["machine"], **({"peer": outcome["peer"]} if "peer" in outcome else {}),
+    }
+
+
+def _train_and_evaluate_here(dataset_id: str, agent: str, seed: int, plan: dict, config, dataset, log) -> dict:
+    """This project's agents: ``Trainer.run``'s loop (same ``train_step``, sampler and evaluation) minus
+    logging and checkpoints, so that training seconds are the optimisation alone."""
     run_dir = Path(plan["run_root"]) / plan["protocol"] / run_name(dataset_id, agent, seed)
     wall_start = time.perf_counter()
     trainer = Trainer(config, run_dir, progress=False, dataset=dataset, log=log)
@@ -148,13 +184,8 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
         result, _, _ = trainer.evaluate()
         seconds = time.perf_counter() - tick
         eval_s += seconds
-        summaries = [t.summary() for t in result.targets]
-        evals.append({"step": trainer.step, "train_s": train_s, "eval_s": seconds,
-                      "score": trainer.last_eval["score"],
-                      "targets": [{k: s[k] for k in ("target_return", "return_mean", "return_std",
-                                                     "normalized_score_mean", "normalized_score_std",
-                                                     "length_mean", "agent_ms_p50", "env_ms_p50", "wall_s")}
-                                  for s in summaries]})
+        evals.append({"step": trainer.step, "train_s": train_s, "eval_s": seconds, "score": result.score(),
+                      "targets": [t.summary() for t in result.targets]})
         log(f"  {run_name(dataset_id, agent, seed)} step {trainer.step}: score {evals[-1]['score']:.1f} "
             f"(train {train_s:.0f}s, eval {seconds:.1f}s)")
 
@@ -167,23 +198,9 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
             train_s += time.perf_counter() - tick
             evaluate()
             tick = time.perf_counter()
-    wall_s = time.perf_counter() - wall_start
-    scores = [e["score"] for e in evals]
-    best_i = int(np.argmax(scores))
-    timesteps_per_step = config.train.batch_size * config.model.context
-    return {
-        "dataset": dataset_id, "agent": agent, "agent_name": AGENT_NAMES[agent], "seed": seed,
-        "protocol": plan["protocol"], "command": run_command(dataset_id, agent, seed, plan),
-        "config_files": [str(Path(f).relative_to(ROOT)) for f in files], "config_note": note,
-        "overrides": run_overrides(dataset_id, agent, seed, plan), "config": config.to_dict(),
-        "dataset_used": trainer.dataset.dataset_id,
-        "parameters": sum(p.numel() for p in trainer.agent.parameters()),
-        "steps": trainer.step, "last": scores[-1], "best": scores[best_i], "best_step": evals[best_i]["step"],
-        "wall_s": wall_s, "setup_s": setup_s, "train_s": train_s, "eval_s": eval_s,
-        "train_steps_per_s": trainer.step / max(train_s, 1e-9),
-        "train_timesteps_per_s": trainer.step * timesteps_per_step / max(train_s, 1e-9),
-        "evals": evals, "machine": machine_info(device),
-    }
+    return {"evals": evals, "steps": trainer.step, "parameters": sum(p.numel() for p in trainer.agent.parameters()),
+            "setup_s": setup_s, "train_s": train_s, "eval_s": eval_s, "wall_s": time.perf_counter() - wall_start,
+            "dataset_used": trainer.dataset.dataset_id, "machine": machine_info(device)}
 
 
 # --------------------------------------------------------------------------------------------- aggregate
@@ -193,6 +210,14 @@ def _mean_std(values) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
     return float(np.mean(values)), float(np.std(values))
+
+
+LATE_EVALUATIONS = 3
+
+
+def late_score(run: dict) -> float:
+    """Mean score of the run's last ``LATE_EVALUATIONS`` evaluations."""
+    return float(np.mean([e["score"] for e in run["evals"][-LATE_EVALUATIONS:]]))
 
 
 def best_within(run: dict, budget_s: float) -> tuple[float | None, int | None]:
@@ -210,11 +235,12 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
         by.setdefault((r["dataset"], r["agent"]), []).append(r)
     datasets = [d for d in datasets if any((d, a) in by for a in agents)]
     summary = {"cells": {}, "equal_time": {}}
-    score_rows, time_rows, equal_rows = [], [], []
+    score_rows, late_rows, time_rows, equal_rows = [], [], [], []
     avg_last = {a: [] for a in agents}
     avg_best = {a: [] for a in agents}
+    avg_late = {a: [] for a in agents}
     for d in datasets:
-        srow, erow = [d], [d]
+        srow, lrow, erow = [d], [d], [d]
         train_means = {a: statistics.mean(r["train_s"] for r in by[(d, a)]) for a in agents if (d, a) in by}
         budget = min(train_means.values()) if train_means else math.nan
         summary["equal_time"][d] = {"budget_train_s": budget, "agents": {}}
@@ -222,6 +248,7 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
             rs = sorted(by.get((d, a), []), key=lambda r: r["seed"])
             if not rs:
                 srow.append("-")
+                lrow.append("-")
                 erow.append("-")
                 time_rows.append([d, AGENT_NAMES[a], "-", "-", "-", "-", "-", "-"])
                 continue
@@ -230,6 +257,9 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
             avg_last[a].append(last)
             avg_best[a].append(best)
             srow.append(f"{last:.1f} ± {last_sd:.1f} / {best:.1f} ± {best_sd:.1f} (n={len(rs)})")
+            late, late_sd = _mean_std([late_score(r) for r in rs])
+            avg_late[a].append(late)
+            lrow.append(f"{late:.1f} ± {late_sd:.1f}")
             within = [best_within(r, budget) for r in rs]
             ws, wsd = _mean_std([w[0] for w in within])
             steps = [w[1] for w in within if w[1] is not None]
@@ -246,21 +276,33 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
                               fmt(ratio, 2, "x"), str(rs[0]["steps"])])
             summary["cells"][f"{d}|{a}"] = {"n": len(rs), "last_mean": last, "last_std": last_sd,
                                             "best_mean": best, "best_std": best_sd,
+                                            "last3_mean": late, "last3_std": late_sd,
                                             "train_s_median": train_s, "dt_train_s_over_this": ratio,
                                             "equal_time_best_mean": ws, "equal_time_best_std": wsd}
             summary["equal_time"][d]["agents"][a] = {"scores": [w[0] for w in within], "steps": [w[1] for w in within]}
         score_rows.append(srow)
+        late_rows.append(lrow)
         erow[0] = f"{d} ({budget:.0f} s)"
         equal_rows.append(erow)
     if len(datasets) > 1:
         score_rows.append(["**average**"] + [
             f"{np.mean(avg_last[a]):.1f} / {np.mean(avg_best[a]):.1f}" if len(avg_last[a]) == len(datasets) else "-"
             for a in agents])
+        late_rows.append(["**average**"] + [
+            f"{np.mean(avg_late[a]):.1f}" if len(avg_late[a]) == len(datasets) else "-" for a in agents])
     heads = [AGENT_NAMES[a] for a in agents]
     md = [
         "### Normalised score: last ± std / best ± std over seeds",
         "",
         markdown_table(["dataset"] + heads, score_rows),
+        "",
+        f"### Late-training score: mean of the last {LATE_EVALUATIONS} evaluations of each run, mean ± std over seeds",
+        "",
+        "A single evaluation swings by 10-30 points from one checkpoint to the next at this budget (Hopper most), so "
+        "`last` is partly the luck of the final checkpoint and `best` the luckiest one; this is the policy "
+        "quality late in training.",
+        "",
+        markdown_table(["dataset"] + heads, late_rows),
         "",
         "### Time per run (medians over seeds)",
         "",
@@ -296,7 +338,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
     parser.add_argument("--datasets", nargs="+", default=LOCAL_SUITE)
-    parser.add_argument("--agents", nargs="+", choices=sorted(AGENTS), default=["mingru", "minlstm", "dt"])
+    parser.add_argument("--agents", nargs="+", choices=sorted(AGENTS), default=["mingru", "minlstm", "dt", "d3rlpy_dt"])
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the protocol's")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the protocol's)")
     parser.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: the protocol's)")
@@ -338,19 +380,29 @@ def main(argv=None) -> int:
                 available[d] = ds
         todo = [(d, a, s) for d in available for s in seeds for a in args.agents]
         pending = [t for t in todo if not (args.resume_ok and (runs_dir / f"{run_name(*t)}.json").is_file())]
-        # planned total: ~12 steps/s for the cpu profile on one core (measured 11-16 on a busy 2-core machine)
-        per_run = plan["steps"] / 12.0 + (plan["steps"] // max(plan["eval_every"], 1) + 1) * plan["episodes"] * 0.4
+        # planned total: ~25 steps/s for the cpu profile on one core, d3rlpy ~10 and one episode at a time
+        evals = plan["steps"] // max(plan["eval_every"], 1) + 1
+        per_agent = {a: plan["steps"] / (10.0 if a in PEERS else 25.0) + evals * plan["episodes"] * (1.5 if a in PEERS else 0.3)
+                     for a in args.agents}
         log(f"{args.protocol} protocol: {len(available)} dataset(s) x {len(args.agents)} agent(s) x {len(seeds)} "
             f"seed(s) = {len(todo)} runs, {len(todo) - len(pending)} already done; {plan['steps']} steps, "
             f"evaluation every {plan['eval_every']} ({plan['episodes']} episodes per target), "
             f"{plan['threads'] or 'auto'} thread(s), device {plan['device']}.")
         if args.protocol == "cpu":
-            log(f"Planned: about {per_run / 60:.1f} min per run, {len(pending) * per_run / 60:.0f} min in all "
-                "(estimate for an idle core; the first runs print their measured time)")
-        total_tick = time.perf_counter()
+            total = sum(per_agent[a] for _, a, _ in pending)
+            log(f"Planned: about {total / 60:.0f} min in all (estimate for an idle core; every run prints its measured time)")
+        total_tick, unavailable = time.perf_counter(), set()
         for i, (d, a, s) in enumerate(pending):  # seeds outer, agents inner: the agents of one seed run close in time
             log(f"[{i + 1}/{len(pending)}] {d} {a} seed {s}  (elapsed {(time.perf_counter() - total_tick) / 60:.1f} min)")
-            record = train_and_evaluate(d, a, s, plan, dataset=available[d], log=log)
+            if a in unavailable:
+                continue
+            try:
+                record = train_and_evaluate(d, a, s, plan, dataset=available[d], log=log)
+            except PeerUnavailable as exc:
+                unavailable.add(a)
+                notes.append(f"skipped {AGENT_NAMES[a]}: {exc}")
+                log(f"SKIP {AGENT_NAMES[a]}: {exc}")
+                continue
             record["suite_command"] = command
             write_json(runs_dir / f"{run_name(d, a, s)}.json", record)
             log(f"  done: last {record['last']:.1f}, best {record['best']:.1f}, train {record['train_s']:.0f}s, "
@@ -367,7 +419,13 @@ def main(argv=None) -> int:
               f"{plan['threads'] or 'auto'} torch thread(s).\n\n"
               f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
               f"date {machine['date']}.\n\nCommand: `{command}`\n")
-    markdown = header + "\n" + ("\n".join(f"- {n}" for n in notes) + "\n\n" if notes else "") + table + "\n"
+    plots = []
+    for d in args.datasets:
+        png = plot_learning_curves(runs, d, args.agents, AGENT_NAMES, out / f"curves-{d.replace('/', '_')}.png")
+        if png is not None:
+            plots.append(f"![{d}]({png.name})")
+    markdown = (header + "\n" + ("\n".join(f"- {n}" for n in notes) + "\n\n" if notes else "") + table + "\n"
+                + ("\n### Learning curves\n\n" + "\n\n".join(plots) + "\n" if plots else ""))
     print(markdown)
     (out / "suite.md").write_text(markdown)
     write_json(out / "suite.json", {"command": command, "plan": plan, "seeds": seeds, "notes": notes,

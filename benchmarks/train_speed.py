@@ -29,6 +29,7 @@ Writes ``benchmarks/results/train_speed.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -42,6 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from agents.embeddings import TOKENS_PER_STEP  # noqa: E402
 from agents.factory import build_agent  # noqa: E402
+from configs.schema import ModelConfig  # noqa: E402
 from benchmarks.common import fmt, machine_info, markdown_table, resolve_device, time_interleaved, write_json  # noqa: E402
 
 OBS_DIM, ACT_DIM = 11, 3
@@ -54,9 +56,8 @@ NAMES = {"mingru": "Decision-minGRU", "minlstm": "Decision-minLSTM", "dt": "Deci
 
 
 def model_config(agent: str, tokens: str, context: int, width: int, depth: int) -> dict:
-    return {**AGENTS[agent], "width": width, "depth": depth, "context": context, "tokens": tokens,
-            "expansion": 1.0, "mlp_ratio": 4.0, "dropout": 0.1, "conv": 0, "max_timestep": 1000, "heads": 1,
-            "position_embedding": True}
+    """The model defaults (``ModelConfig``) with this variant's agent, size and tokens, as a dict."""
+    return dataclasses.asdict(ModelConfig(**AGENTS[agent], width=width, depth=depth, context=context, tokens=tokens))
 
 
 def random_batch(batch: int, context: int, device, seed: int = 0) -> dict:

@@ -33,10 +33,59 @@ def test_suite_tiny(tiny_dataset, tmp_path):
     assert any("absent" in n for n in summary["notes"])
     md = (out / "suite.md").read_text()
     assert "Decision Transformer" in md and "Equal training time" in md
+    png = out / f"curves-{tiny_dataset.dataset_id.replace('/', '_')}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in md
     # resume: nothing left to run, tables rebuilt from the JSONs
     mtime = runs[0].stat().st_mtime
     assert suite.main(argv + ["--resume-ok"]) == 0
     assert runs[0].stat().st_mtime == mtime
+
+
+def test_learning_curve_statistics():
+    """Mean and band over seeds at the steps every seed reached; seconds averaged the same way."""
+    from benchmarks.plots import curve
+
+    runs = [{"evals": [{"step": 2, "score": 10.0, "train_s": 1.0}, {"step": 4, "score": 30.0, "train_s": 2.0}]},
+            {"evals": [{"step": 2, "score": 20.0, "train_s": 3.0}, {"step": 4, "score": 50.0, "train_s": 4.0},
+                       {"step": 6, "score": 90.0, "train_s": 5.0}]}]
+    c = curve(runs)
+    np.testing.assert_array_equal(c["step"], [2, 4])
+    np.testing.assert_allclose(c["mean"], [15.0, 40.0])
+    np.testing.assert_allclose(c["low"], [10.0, 30.0])
+    np.testing.assert_allclose(c["high"], [20.0, 50.0])
+    np.testing.assert_allclose(c["seconds"], [2.0, 3.0])
+
+
+def test_ablations_tiny(tiny_dataset, tmp_path):
+    from benchmarks import ablations
+
+    out = tmp_path / "ablations"
+    argv = ["--variants", "fixed", "init-pytorch", "rollout-window", "--datasets", tiny_dataset.dataset_id,
+            "--agents", "mingru", "dt", "--seeds", "0", "--steps", "2", "--eval-every", "2", "--episodes", "1",
+            "--set", "model.width=8", "--set", "model.depth=1", "--set", "eval.max_episode_steps=10",
+            "--set", "eval.target_returns=[100]", "--out", str(out), "--run-root", str(tmp_path / "runs")]
+    assert ablations.main(argv) == 0
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    assert sorted((r["variant"], r["agent"]) for r in records) == [  # rollout-window is for the Decision-RNN only
+        ("fixed", "dt"), ("fixed", "mingru"), ("init-pytorch", "dt"), ("init-pytorch", "mingru"),
+        ("rollout-window", "mingru")]
+    by = {(r["variant"], r["agent"]): r for r in records}
+    assert by[("init-pytorch", "dt")]["config"]["model"]["init"] == "pytorch"
+    assert by[("fixed", "dt")]["config"]["model"]["init"] == "gpt"
+    assert by[("rollout-window", "mingru")]["config"]["eval"]["mode"] == "window"
+    md = (out / "ablations.md").read_text()
+    assert "`init-pytorch`" in md and "per target return" in md
+
+
+def test_main_job_reads_every_evaluation(tmp_path):
+    from benchmarks.main_job import evaluations
+
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"step": 100, "train/loss": 0.1},
+        {"step": 1000, "eval/3600_normalized_score_mean": 40.0, "eval/1800_normalized_score_mean": 45.0, "eval/seconds": 3.0},
+        {"step": 2000, "eval/3600_normalized_score_mean": 61.0, "eval/1800_normalized_score_mean": 50.0, "eval/seconds": 4.0}]))
+    evals = evaluations(tmp_path)
+    assert [(e["step"], e["score"], e["eval_s"]) for e in evals] == [(1000, 45.0, 3.0), (2000, 61.0, 4.0)]
 
 
 def test_train_speed_tiny(tmp_path):

@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""The README's main job, measured as a new user runs it: ``python train_agent.py`` with no arguments
+(Hopper medium, cpu profile, offline: the shipped Hopper sample), its wall-clock time from the command's
+start to its exit and the normalised score of every evaluation it makes. More seeds run the same
+configuration with ``--set seed=K`` (which, being an argument, also spells out the profile and the
+fallback that the no-argument job implies), for the spread.
+
+    python benchmarks/main_job.py                    # seeds 0 (the no-argument command), 1, 2; ~10 min
+    python benchmarks/main_job.py --seeds 0
+
+Writes ``benchmarks/results/main_job.json`` and ``main_job.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import machine_info, markdown_table, write_json  # noqa: E402
+
+
+def job_command(seed: int, run_dir: Path) -> list[str]:
+    if seed == 0:  # the README's command itself (plus where to write, so that runs do not collide)
+        return [sys.executable, "train_agent.py", "--no-progress", "--run-dir", str(run_dir)]
+    return [sys.executable, "train_agent.py", "--no-progress", "--profile", "cpu", "--set", "dataset.fallback_to_sample=true",
+            "--set", f"seed={seed}", "--run-dir", str(run_dir)]
+
+
+def evaluations(run_dir: Path) -> list[dict]:
+    """Each evaluation in ``metrics.jsonl``: its step and the best target's mean normalised score."""
+    out = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        scores = {k.split("/")[1].rsplit("_normalized_score_mean", 1)[0]: v for k, v in row.items()
+                  if k.startswith("eval/") and k.endswith("_normalized_score_mean")}
+        if scores:
+            out.append({"step": row["step"], "score": max(scores.values()), "by_target": scores,
+                        "eval_s": row.get("eval/seconds")})
+    return out
+
+
+def run_job(seed: int, root: Path) -> dict:
+    run_dir = root / f"seed{seed}"
+    command = job_command(seed, run_dir)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall_s = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"the main job failed (seed {seed}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    evals = evaluations(run_dir)
+    dataset_line = next((l for l in done.stdout.splitlines() if l.startswith("Dataset ")), "")
+    return {"seed": seed, "command": shlex.join(["python", *command[1:]]), "wall_s": wall_s,
+            "last": evals[-1]["score"], "best": max(e["score"] for e in evals),
+            "eval_s": sum(e["eval_s"] or 0.0 for e in evals), "evals": evals, "dataset": dataset_line,
+            "stdout_tail": done.stdout.splitlines()[-4:]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "main_job"))
+    args = parser.parse_args(argv)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="main_job_") as tmp:
+        for seed in args.seeds:
+            print(f"seed {seed}: {shlex.join(job_command(seed, Path(tmp) / f'seed{seed}')[1:])}", flush=True)
+            runs.append(run_job(seed, Path(tmp)))
+            r = runs[-1]
+            print(f"  {r['wall_s'] / 60:.1f} min, last {r['last']:.1f}, best {r['best']:.1f}", flush=True)
+    rows = [[r["seed"], f"{r['wall_s'] / 60:.2f}", f"{r['eval_s']:.0f}",
+             " / ".join(f"{e['score']:.1f}" for e in r["evals"]), f"{r['last']:.1f}", f"{r['best']:.1f}"] for r in runs]
+    last, best, wall = [r["last"] for r in runs], [r["best"] for r in runs], [r["wall_s"] / 60 for r in runs]
+    machine = machine_info()
+    md = "\n".join([
+        f"Main job (`python train_agent.py`, no arguments), {runs[0]['dataset']}", "",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; date {machine['date']}.",
+        f"Command: `python benchmarks/main_job.py {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
+        markdown_table(["seed", "wall min", "eval s", "score at each evaluation", "last", "best"], rows), "",
+        f"Mean over {len(runs)} seed(s): last {np.mean(last):.1f} ± {np.std(last):.1f}, best {np.mean(best):.1f} ± "
+        f"{np.std(best):.1f}, wall {np.mean(wall):.2f} min (min {min(wall):.2f}, max {max(wall):.2f}).", ""])
+    print(md)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(md)
+    write_json(out.with_suffix(".json"), {"machine": machine, "runs": runs,
+                                          "last_mean": float(np.mean(last)), "best_mean": float(np.mean(best)),
+                                          "wall_min_mean": float(np.mean(wall))})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Train and evaluate d3rlpy's DecisionTransformer from a JSON spec: runs INSIDE the peer virtual
+environment (d3rlpy 2.8.1 pins gymnasium 1.0.0), so it imports nothing from this project.
+
+    <peer venv>/bin/python benchmarks/peers/d3rlpy_worker.py SPEC.json OUT.json
+
+SPEC (written by ``benchmarks/peers/d3rlpy_dt.py``): ``data`` (an npz of flat D4RL-style arrays:
+observations, actions, rewards, terminals, timeouts), ``env_id``, ``seed``, ``threads``, ``device``, the
+model and optimiser settings, and the evaluation plan (``steps``, ``eval_every``, ``episodes``,
+``target_returns``, ``eval_seed``, ``max_episode_steps``). OUT: per evaluation, the raw return and length
+of every episode with per-step agent and env milliseconds, and the training / evaluation seconds.
+
+Training is d3rlpy's own ``fit`` loop; evaluation runs in its ``callback`` at the same steps as the
+suite's agents, with d3rlpy's ``StatefulTransformerWrapper`` (the way d3rlpy evaluates a DT), episode
+``i`` reset with seed ``eval_seed + i`` for every target return, as ``envs.rollout.evaluate_agent`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def evaluate(algo, env, spec: dict) -> list[dict]:
+    """Every target return: ``episodes`` episodes, one at a time, through the stateful wrapper."""
+    import numpy as np
+
+    results = []
+    for target in spec["target_returns"]:
+        wrapper = algo.as_stateful_wrapper(target_return=float(target))
+        returns, lengths, agent_ms, env_ms, tick = [], [], [], [], time.perf_counter()
+        for i in range(spec["episodes"]):
+            wrapper.reset()
+            observation, _ = env.reset(seed=spec["eval_seed"] + i)
+            reward, total, steps = 0.0, 0.0, 0
+            while steps < spec["max_episode_steps"]:
+                t0 = time.perf_counter()
+                action = wrapper.predict(np.asarray(observation, dtype=np.float32), reward)
+                t1 = time.perf_counter()
+                observation, r, terminated, truncated, _ = env.step(action)
+                agent_ms.append(1e3 * (t1 - t0))
+                env_ms.append(1e3 * (time.perf_counter() - t1))
+                reward = float(r)
+                total += reward
+                steps += 1
+                if terminated or truncated:
+                    break
+            returns.append(total)
+            lengths.append(steps)
+        results.append({"target_return": float(target), "returns": returns, "lengths": lengths,
+                        "agent_ms": [round(x, 4) for x in agent_ms], "env_ms": [round(x, 4) for x in env_ms],
+                        "wall_s": time.perf_counter() - tick})
+    return results
+
+
+def main(spec_path: str, out_path: str) -> int:
+    spec = json.loads(open(spec_path).read())
+    wall_start = time.perf_counter()
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(int(spec["threads"]))
+    import d3rlpy
+    import gymnasium as gym
+    from d3rlpy.algos.utility import build_scalers_with_trajectory_slicer
+
+    arrays = np.load(spec["data"])
+    dataset = d3rlpy.dataset.MDPDataset(
+        observations=arrays["observations"], actions=arrays["actions"], rewards=arrays["rewards"],
+        terminals=arrays["terminals"], timeouts=arrays["timeouts"],
+    )
+    d3rlpy.seed(int(spec["seed"]))
+    config = d3rlpy.algos.DecisionTransformerConfig(
+        batch_size=spec["batch_size"],
+        learning_rate=spec["lr"],
+        context_size=spec["context"],
+        max_timestep=spec["max_timestep"],
+        num_heads=spec["heads"],
+        num_layers=spec["depth"],
+        attn_dropout=spec["dropout"],
+        resid_dropout=spec["dropout"],
+        embed_dropout=spec["dropout"],
+        position_encoding_type=d3rlpy.PositionEncodingType.GLOBAL,
+        encoder_factory=d3rlpy.models.VectorEncoderFactory([spec["width"]], exclude_last_activation=True),
+        observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
+        reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(1.0 / spec["return_scale"]),
+        optim_factory=d3rlpy.optimizers.GPTAdamWFactory(
+            weight_decay=spec["weight_decay"],
+            clip_grad_norm=spec["grad_clip"] or None,
+            lr_scheduler_factory=d3rlpy.optimizers.WarmupSchedulerFactory(max(1, spec["warmup_steps"])),
+        ),
+    )
+    algo = config.create(device=spec["device"])
+    build_scalers_with_trajectory_slicer(algo, dataset)  # what fit() does first, here so it counts as set-up
+    algo.build_with_dataset(dataset)
+    parameters = sum(p.numel() for p in algo.impl.modules.transformer.parameters())
+    env = gym.make(spec["env_id"])
+    setup_s = time.perf_counter() - wall_start
+
+    evals, clock = [], {"train_s": 0.0, "eval_s": 0.0, "tick": time.perf_counter()}
+    steps, every = int(spec["steps"]), int(spec["eval_every"])
+
+    def callback(algo, epoch, step):
+        if (every and step % every == 0) or step == steps:
+            clock["train_s"] += time.perf_counter() - clock["tick"]
+            tick = time.perf_counter()
+            targets = evaluate(algo, env, spec)
+            seconds = time.perf_counter() - tick
+            clock["eval_s"] += seconds
+            evals.append({"step": step, "train_s": clock["train_s"], "eval_s": seconds, "targets": targets})
+            means = ", ".join(f"{t['target_return']:g}: {np.mean(t['returns']):.0f}" for t in targets)
+            print(f"step {step}: mean return {means} (train {clock['train_s']:.0f}s, eval {seconds:.1f}s)", flush=True)
+            clock["tick"] = time.perf_counter()
+
+    algo.fit(dataset, n_steps=steps, n_steps_per_epoch=steps, show_progress=False, save_interval=steps + 1,
+             logger_adapter=d3rlpy.logging.NoopAdapterFactory(), callback=callback)
+    out = {"d3rlpy": d3rlpy.__version__, "gymnasium": gym.__version__, "torch": torch.__version__,
+           "parameters": parameters, "setup_s": setup_s, "train_s": clock["train_s"], "eval_s": clock["eval_s"],
+           "wall_s": time.perf_counter() - wall_start, "steps": steps, "evals": evals}
+    open(out_path, "w").write(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))
