@@ -64,19 +64,22 @@ def aggregate(runs: list[dict], variants: list[str], datasets: list[str], agents
     for r in runs:
         by.setdefault((r["variant"], r["dataset"], r["agent"]), []).append(r)
     columns = [(d, a) for d in datasets for a in agents if any((v, d, a) in by for v in variants)]
-    rows, target_rows, summary = [], [], {}
+    rows, late_rows, target_rows, summary = [], [], [], {}
     for v in variants:
         if not any((v, d, a) in by for d, a in columns):
             continue
-        row, trow = [f"`{v}`"], [f"`{v}`"]
+        row, lrow, trow = [f"`{v}`"], [f"`{v}`"], [f"`{v}`"]
         for d, a in columns:
             rs = by.get((v, d, a), [])
             if not rs:
                 row.append("-")
+                lrow.append("-")
                 trow.append("-")
                 continue
             last, best = [r["last"] for r in rs], [r["best"] for r in rs]
+            late = [suite.late_score(r) for r in rs]
             row.append(f"{np.mean(last):.1f} ± {np.std(last):.1f} / {np.mean(best):.1f} ± {np.std(best):.1f} (n={len(rs)})")
+            lrow.append(f"{np.mean(late):.1f} ± {np.std(late):.1f} (n={len(rs)})")
             # per target return: the final evaluation's mean normalised score, mean over seeds
             finals = {}
             for r in rs:
@@ -85,8 +88,10 @@ def aggregate(runs: list[dict], variants: list[str], datasets: list[str], agents
             trow.append(" / ".join(f"{k:g}: {np.mean(x):.1f}" for k, x in finals.items()))
             summary[f"{v}|{d}|{a}"] = {"n": len(rs), "last_mean": float(np.mean(last)), "last_std": float(np.std(last)),
                                        "best_mean": float(np.mean(best)), "best_std": float(np.std(best)),
+                                       "late_mean": float(np.mean(late)), "late_std": float(np.std(late)),
                                        "last_by_target": {str(k): float(np.mean(x)) for k, x in finals.items()}}
         rows.append(row)
+        late_rows.append(lrow)
         target_rows.append(trow)
     heads = ["variant"] + [f"{d.split('/')[1]} {d.split('/')[2].rsplit('-v', 1)[0]}, {suite.AGENT_NAMES[a]}" for d, a in columns]
     legend = "\n".join(f"- `{v}`: {VARIANTS[v][0]}" + (f" (`{' '.join(VARIANTS[v][1])}`)" if VARIANTS[v][1] else "")
@@ -94,6 +99,8 @@ def aggregate(runs: list[dict], variants: list[str], datasets: list[str], agents
                        for v in variants)
     md = "\n".join([
         "### Normalised score: last ± std / best ± std over seeds", "", markdown_table(heads, rows), "",
+        f"### Late-training score: mean of each run's last {suite.LATE_EVALUATIONS} evaluations, mean ± std over seeds",
+        "", markdown_table(heads, late_rows), "",
         "### Last evaluation, per target return (mean normalised score over seeds)", "",
         markdown_table(heads, target_rows), "", "Variants:", "", legend, ""])
     return md, summary

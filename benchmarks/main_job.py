@@ -61,7 +61,8 @@ def run_job(seed: int, root: Path) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"the main job failed (seed {seed}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     evals = evaluations(run_dir)
-    dataset_line = next((l for l in done.stdout.splitlines() if l.startswith("Dataset ")), "")
+    # the line naming the dataset trained on (a fallback notice, also starting "Dataset", may come before it)
+    dataset_line = next((l for l in done.stdout.splitlines() if l.startswith("Dataset ") and " episodes, " in l), "")
     return {"seed": seed, "command": shlex.join(["python", *command[1:]]), "wall_s": wall_s,
             "last": evals[-1]["score"], "best": max(e["score"] for e in evals),
             "eval_s": sum(e["eval_s"] or 0.0 for e in evals), "evals": evals, "dataset": dataset_line,
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     md = "\n".join([
         f"Main job (`python train_agent.py`, no arguments), {runs[0]['dataset']}", "",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; date {machine['date']}.",
-        f"Command: `python benchmarks/main_job.py {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
+        f"Command: `{shlex.join(['python', 'benchmarks/main_job.py', *(sys.argv[1:] if argv is None else argv)])}`", "",
         markdown_table(["seed", "wall min", "eval s", "score at each evaluation", "last", "best"], rows), "",
         f"Mean over {len(runs)} seed(s): last {np.mean(last):.1f} ± {np.std(last):.1f}, best {np.mean(best):.1f} ± "
         f"{np.std(best):.1f}, wall {np.mean(wall):.2f} min (min {min(wall):.2f}, max {max(wall):.2f}).", ""])

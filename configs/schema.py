@@ -50,7 +50,7 @@ class ModelConfig:
 class TrainConfig:
     steps: int = 100_000
     batch_size: int = 64
-    regime: str = "window"  # window: K-step windows from a zero state (measured best, BENCHMARKS.md) | sequence: episodes in consecutive chunks, state carried (TBPTT; decision_rnn only)
+    regime: str = "window"  # window: K-step windows from a zero state (DT's; BENCHMARKS.md, learning quality) | sequence: episodes in consecutive chunks, state carried (TBPTT; decision_rnn only)
     window_sampling: str = "start"  # window regime, where windows lie in their episode: start: a uniform start timestep (CORL, DT; the first K-1 steps are in fewer windows) | end: a uniform end timestep (d3rlpy; windows near the start are shorter) | cover: starts uniform over -(K-1)..T-1, clipped (every timestep in K windows)
     chunk_len: int = 80  # timesteps per chunk in the sequence regime; each step still trains on batch_size * context timesteps, in batch_size * context // chunk_len lanes
     lr: float = 1e-4

@@ -74,7 +74,10 @@ def test_ablations_tiny(tiny_dataset, tmp_path):
     assert by[("fixed", "dt")]["config"]["model"]["init"] == "gpt"
     assert by[("rollout-window", "mingru")]["config"]["eval"]["mode"] == "window"
     md = (out / "ablations.md").read_text()
-    assert "`init-pytorch`" in md and "per target return" in md
+    assert "`init-pytorch`" in md and "per target return" in md and "Late-training score" in md
+    summary = json.loads((out / "ablations.json").read_text())
+    cell = next(v for k, v in summary["summary"].items() if k.startswith("fixed|") and k.endswith("|dt"))
+    assert cell["n"] == 1 and cell["late_mean"] == pytest.approx(by[("fixed", "dt")]["evals"][-1]["score"])
 
 
 def test_main_job_reads_every_evaluation(tmp_path):
