@@ -5,7 +5,12 @@ start to its exit and the normalised score of every evaluation it makes. More se
 configuration with ``--set seed=K`` (which, being an argument, also spells out the profile and the
 fallback that the no-argument job implies), for the spread.
 
-    python benchmarks/main_job.py                    # seeds 0 (the no-argument command), 1, 2; ~10 min
+With ``--reference``, d3rlpy's Decision Transformer (``benchmarks/peers/``) then trains on what each job
+trained on, with that job's own resolved config (its ``config.yaml``: data, budget, width, lr, evaluation
+episodes, targets and seed), so that the job's score has the outside reference beside it.
+
+    python benchmarks/main_job.py                    # seeds 0 (the no-argument command), 1, 2; ~7 min
+    python benchmarks/main_job.py --reference        # and d3rlpy's DT on the same; ~30 min more
     python benchmarks/main_job.py --seeds 0
 
 Writes ``benchmarks/results/main_job.json`` and ``main_job.md``.
@@ -69,10 +74,26 @@ def run_job(seed: int, root: Path) -> dict:
             "stdout_tail": done.stdout.splitlines()[-4:]}
 
 
+def reference_run(run_dir: Path, log=print) -> dict:
+    """d3rlpy's DT with the job's resolved config (``run_dir/config.yaml``) on the dataset the job used."""
+    from agents.training import load_training_dataset
+    from benchmarks.peers import d3rlpy_dt
+    from configs.schema import load_config
+
+    config = load_config([run_dir / "config.yaml"])
+    dataset = load_training_dataset(config, log=lambda *a: None)
+    outcome = d3rlpy_dt.train_and_evaluate(config, dataset, log=log, data_dir=run_dir.parent / "peer-data")
+    scores = [e["score"] for e in outcome["evals"]]
+    return {"last": scores[-1], "best": max(scores), "wall_s": outcome["wall_s"], "train_s": outcome["train_s"],
+            "evals": [{"step": e["step"], "score": e["score"]} for e in outcome["evals"]], "peer": outcome["peer"]}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "main_job"))
+    parser.add_argument("--reference", action="store_true",
+                        help="also train d3rlpy's DT with each job's config, after all the jobs (their timing stays alone)")
     args = parser.parse_args(argv)
     runs = []
     with tempfile.TemporaryDirectory(prefix="main_job_") as tmp:
@@ -81,17 +102,31 @@ def main(argv=None) -> int:
             runs.append(run_job(seed, Path(tmp)))
             r = runs[-1]
             print(f"  {r['wall_s'] / 60:.1f} min, last {r['last']:.1f}, best {r['best']:.1f}", flush=True)
+        if args.reference:
+            for r in runs:
+                print(f"seed {r['seed']}: d3rlpy DT with the job's config", flush=True)
+                r["d3rlpy_dt"] = reference_run(Path(tmp) / f"seed{r['seed']}")
+                print(f"  last {r['d3rlpy_dt']['last']:.1f}, best {r['d3rlpy_dt']['best']:.1f}", flush=True)
+    heads = ["seed", "wall min", "eval s", "score at each evaluation", "last", "best"]
     rows = [[r["seed"], f"{r['wall_s'] / 60:.2f}", f"{r['eval_s']:.0f}",
              " / ".join(f"{e['score']:.1f}" for e in r["evals"]), f"{r['last']:.1f}", f"{r['best']:.1f}"] for r in runs]
     last, best, wall = [r["last"] for r in runs], [r["best"] for r in runs], [r["wall_s"] / 60 for r in runs]
+    summary = [f"Mean over {len(runs)} seed(s): last {np.mean(last):.1f} ± {np.std(last):.1f}, best {np.mean(best):.1f} ± "
+               f"{np.std(best):.1f}, wall {np.mean(wall):.2f} min (min {min(wall):.2f}, max {max(wall):.2f})."]
+    if args.reference:
+        heads += ["d3rlpy DT at each evaluation", "d3rlpy last", "d3rlpy best"]
+        for row, r in zip(rows, runs):
+            ref = r["d3rlpy_dt"]
+            row += [" / ".join(f"{e['score']:.1f}" for e in ref["evals"]), f"{ref['last']:.1f}", f"{ref['best']:.1f}"]
+        ref_last, ref_best = [r["d3rlpy_dt"]["last"] for r in runs], [r["d3rlpy_dt"]["best"] for r in runs]
+        summary.append(f"d3rlpy's DT, same data, config, budget, evaluation episodes and seeds: last {np.mean(ref_last):.1f} ± "
+                       f"{np.std(ref_last):.1f}, best {np.mean(ref_best):.1f} ± {np.std(ref_best):.1f}.")
     machine = machine_info()
     md = "\n".join([
         f"Main job (`python train_agent.py`, no arguments), {runs[0]['dataset']}", "",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; date {machine['date']}.",
         f"Command: `{shlex.join(['python', 'benchmarks/main_job.py', *(sys.argv[1:] if argv is None else argv)])}`", "",
-        markdown_table(["seed", "wall min", "eval s", "score at each evaluation", "last", "best"], rows), "",
-        f"Mean over {len(runs)} seed(s): last {np.mean(last):.1f} ± {np.std(last):.1f}, best {np.mean(best):.1f} ± "
-        f"{np.std(best):.1f}, wall {np.mean(wall):.2f} min (min {min(wall):.2f}, max {max(wall):.2f}).", ""])
+        markdown_table(heads, rows), "", *summary, ""])
     print(md)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -146,7 +146,8 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
         if dataset is None:
             dataset = load_dataset(dataset_id, download=False)
         outcome = d3rlpy_dt.train_and_evaluate(config, dataset, log=log, data_dir=Path(plan["run_root"]) / "peer-data")
-        outcome["dataset_used"], outcome["machine"] = dataset.dataset_id, machine_info("cpu")
+        outcome["dataset_used"] = dataset.dataset_id
+        outcome["machine"] = machine_info(outcome["peer"]["spec"]["device"].split(":")[0])
     else:
         outcome = _train_and_evaluate_here(dataset_id, agent, seed, plan, config, dataset, log)
     evals = outcome["evals"]
@@ -393,9 +394,9 @@ def main(argv=None) -> int:
             log(f"Planned: about {total / 60:.0f} min in all (estimate for an idle core; every run prints its measured time)")
         total_tick, unavailable = time.perf_counter(), set()
         for i, (d, a, s) in enumerate(pending):  # seeds outer, agents inner: the agents of one seed run close in time
-            log(f"[{i + 1}/{len(pending)}] {d} {a} seed {s}  (elapsed {(time.perf_counter() - total_tick) / 60:.1f} min)")
             if a in unavailable:
                 continue
+            log(f"[{i + 1}/{len(pending)}] {d} {a} seed {s}  (elapsed {(time.perf_counter() - total_tick) / 60:.1f} min)")
             try:
                 record = train_and_evaluate(d, a, s, plan, dataset=available[d], log=log)
             except PeerUnavailable as exc:

@@ -157,15 +157,10 @@ class WindowSampler(_Sampler):
         cut_at_end = self.context - 1 if sampling == "end" else 0
         counts = self.flat.lengths + self._before_start - cut_at_end
         self._first_window = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        self._num_windows = int(counts.sum())
-
-    @property
-    def num_windows(self) -> int:
-        """How many distinct windows ``sampling`` allows; ``sample`` draws indices uniformly below it."""
-        return self._num_windows
+        self.num_windows = int(counts.sum())  # distinct windows; ``sample`` draws indices uniformly below it
 
     def sample(self) -> dict:
-        return self.windows(self.rng.integers(0, self._num_windows, size=self.batch_size))
+        return self.windows(self.rng.integers(0, self.num_windows, size=self.batch_size))
 
     def windows(self, g: np.ndarray) -> dict:
         """The batch of windows number ``g`` (B,) (episode by episode, then by first step)."""
