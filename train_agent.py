@@ -7,6 +7,9 @@
     python train_agent.py --resume runs/x --set train.steps=4000
 
 The logic lives in ``agents.training``; this file parses arguments and wires things together.
+Exit codes: 0 done; 2 bad input (config, dataset, checkpoint, a run folder in use or not writable),
+nothing trained; 3 training stopped on a fault (diverged, evaluation failed, a write failed), with
+what was kept said in the message (``docs/faults.md``); 130 interrupted with Ctrl-C, saved.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from agents.checkpoint import CheckpointError
-    from agents.training import Trainer
+    from agents.run_lock import RunFolderError, RunInUseError, RunLock
+    from agents.training import Trainer, TrainingStopped
     from configs.schema import ConfigError, load_config, profile_path
     from envs.datasets import DatasetError
 
@@ -66,11 +70,13 @@ def main(argv=None) -> int:
             config = load_config(files, overrides)
             name = files[0].stem + (f"-{profile}" if profile else "")
             run_dir = Path(args.run_dir) if args.run_dir else ROOT / "runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            lock = RunLock.acquire(run_dir)  # first: a folder another process trains in is refused as such
             if (run_dir / "checkpoints" / "last.pt").exists():
+                lock.release()
                 raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --run-dir")
             if default_job:
                 print("Default job: Hopper medium with the cpu profile (configs/hopper-medium.yaml + configs/profiles/cpu.yaml).")
-            trainer = Trainer(config, run_dir, progress=not args.no_progress)
+            trainer = Trainer(config, run_dir, progress=not args.no_progress, lock=lock)
             print(f"Dataset {trainer.dataset.dataset_id!r}: {trainer.dataset.num_episodes} episodes, "
                   f"{trainer.dataset.num_steps} steps; env {trainer.dataset.env_id}")
             print(f"Model {config.model.kind} ({config.model.cell if config.model.kind == 'decision_rnn' else 'attention'}, "
@@ -78,7 +84,10 @@ def main(argv=None) -> int:
                   f"{sum(p.numel() for p in trainer.agent.parameters()):,} parameters) on {trainer.device}, "
                   f"{trainer.threads} thread(s); {config.train.steps} steps, {config.train.regime} regime")
         summary = trainer.run()
-    except (ConfigError, CheckpointError, DatasetError) as exc:
+    except TrainingStopped as exc:  # started, then stopped on a fault; the message says what was kept
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (ConfigError, CheckpointError, DatasetError, RunInUseError, RunFolderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     run_dir = trainer.run_dir

@@ -23,6 +23,10 @@ class CheckpointError(Exception):
     """A checkpoint is missing, unreadable or does not fit what it is loaded into."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full, folder not writable); the previous file is intact."""
+
+
 def pack(obj):
     """numpy values -> torch/python values, so the file loads with ``weights_only=True``."""
     if isinstance(obj, np.ndarray):
@@ -47,20 +51,45 @@ def unpack(obj):
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
-    """Write ``payload`` to ``path`` atomically: a crash leaves the previous file intact."""
+    """Write ``payload`` to ``path`` atomically: a crash or a failed write leaves the previous file intact.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, and only then replace
+    ``path`` (``os.replace`` is atomic); the folder is synced so the rename survives a power cut. A write
+    that fails (disk full, file too large, folder not writable) raises ``CheckpointWriteError``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save(pack({"format": CHECKPOINT_FORMAT, **payload}), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+        _fsync_folder(path.parent)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
+        previous = "the previous file is intact" if path.is_file() else "there was no previous file"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+        raise CheckpointWriteError(f"Could not write the checkpoint {path} ({reason}); {previous}.") from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on every OS (Windows); the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 REQUIRED_KEYS = ("format", "model", "config", "obs_dim", "act_dim", "env_id")

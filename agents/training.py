@@ -3,6 +3,12 @@
 ``Trainer(config, run_dir).run()`` trains from scratch; ``Trainer.resume(run_dir, overrides).run()``
 continues from ``run_dir/checkpoints/last.pt`` exactly: same data order, same RNG streams, so N steps
 straight and N/2 + resume to N give identical weights.
+
+Faults stop a run without losing it (``docs/faults.md``): one trainer per run folder (``RunLock``); a
+non-finite loss or gradient stops training before the optimiser applies it, and no checkpoint is ever
+written with non-finite weights; an evaluation that raises leaves ``last.pt`` of the step reached; a
+checkpoint write that fails leaves the previous file intact. Each raises a ``TrainingStopped`` whose
+message says what happened, what was kept and what to try.
 """
 
 from __future__ import annotations
@@ -11,29 +17,47 @@ import os
 import random
 import signal
 import time
+import traceback
 from pathlib import Path
 
 import torch
 import yaml
 from tqdm.auto import tqdm
 
-from configs.schema import ConfigError, ExperimentConfig, load_config
+from configs.schema import ConfigError, ExperimentConfig, TrainConfig, load_config
 from envs.batches import SequenceSampler, WindowSampler
 from envs.datasets import SAMPLE_DATASET_ID, DatasetNotFoundError, load_dataset
 from envs.normalization import StateNormalizer
-from envs.rollout import evaluate_agent
+from envs.rollout import NonFiniteActionError, evaluate_agent
 from envs.scores import ReferenceScores
 from rl_minrnn import BlockState, detach_state, mask_state
 
-from .checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, CheckpointWriteError, load_weights, read_checkpoint, save_checkpoint
 from .decision_rnn import RNNAgentState
 from .factory import build_agent
 from .optimizer import build_optimizer
+from .run_lock import RunLock
 from .run_logging import MetricsLogger
 
 # Keys that may change when a run is resumed; everything else must match the checkpoint.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.device", "train.threads",
                   "train.compile", "eval.")
+
+
+class TrainingStopped(Exception):
+    """Training started and stopped on a fault; the message says what was kept and what to try."""
+
+
+class TrainingDivergedError(TrainingStopped):
+    """A non-finite loss, gradient or weight."""
+
+
+class EvaluationFailedError(TrainingStopped):
+    """An evaluation raised (an environment or renderer error); ``last.pt`` holds the step reached."""
+
+
+class RunWriteError(TrainingStopped):
+    """A checkpoint or a log could not be written (disk full, folder not writable)."""
 
 
 def configure_threads(requested: int) -> int:
@@ -80,12 +104,24 @@ def state_from_payload(payload, device):
 
 
 class Trainer:
-    def __init__(self, config: ExperimentConfig, run_dir: str | Path, log=print, progress: bool = True, dataset=None):
-        """``dataset``: an ``OfflineDataset`` to use instead of loading ``config.dataset.id`` (tests, benchmarks)."""
+    def __init__(self, config: ExperimentConfig, run_dir: str | Path, log=print, progress: bool = True, dataset=None,
+                 lock: RunLock | None = None):
+        """``dataset``: an ``OfflineDataset`` to use instead of loading ``config.dataset.id`` (tests, benchmarks).
+        ``lock``: the run folder's lock when the caller already holds it (``resume``); taken here otherwise,
+        before anything slow, so a second trainer on the same folder is refused at once."""
         self.config, self.run_dir, self.log, self.progress = config, Path(run_dir), log, progress
+        self.lock = lock or RunLock.acquire(self.run_dir)
+        try:
+            self._build(dataset)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _build(self, dataset) -> None:
+        config = self.config
         self.device = select_device(config.train.device)
         self.threads = configure_threads(config.train.threads)
-        self.dataset = dataset if dataset is not None else load_training_dataset(config, log)
+        self.dataset = dataset if dataset is not None else load_training_dataset(config, self.log)
         has_refs = self.dataset.ref_min_score is not None and self.dataset.ref_max_score is not None
         self.ref_scores = ReferenceScores(self.dataset.ref_min_score, self.dataset.ref_max_score, "dataset") if has_refs else None
         self.normalizer = StateNormalizer.from_dataset(self.dataset)
@@ -120,17 +156,24 @@ class Trainer:
                dataset=None) -> "Trainer":
         run_dir = Path(run_dir)
         path = run_dir / "checkpoints" / "last.pt"
-        data = read_checkpoint(path)
-        for text in overrides:
-            key = text.split("=", 1)[0].strip()
-            if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS):
-                raise ConfigError(f"{key}: cannot be changed when resuming (only {', '.join(RESUMABLE_KEYS)} can); "
-                                  "start a new run instead")
-        config = load_config(overrides=list(overrides), base=data["config"])
-        if dataset is None:  # the dataset the run actually used (the sample, if it fell back to it)
-            dataset = load_dataset(data["dataset_id"], download=False)
-        trainer = cls(config, run_dir, log=log, progress=progress, dataset=dataset)
-        trainer._restore(data, str(path))
+        if not path.is_file():  # before taking the lock: resuming a folder that is not a run creates nothing
+            read_checkpoint(path)
+        lock = RunLock.acquire(run_dir)  # before reading: the file may be rewritten by a trainer still running
+        try:
+            data = read_checkpoint(path)
+            for text in overrides:
+                key = text.split("=", 1)[0].strip()
+                if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS):
+                    raise ConfigError(f"{key}: cannot be changed when resuming (only {', '.join(RESUMABLE_KEYS)} "
+                                      "can); start a new run instead")
+            config = load_config(overrides=list(overrides), base=data["config"])
+            if dataset is None:  # the dataset the run actually used (the sample, if it fell back to it)
+                dataset = load_dataset(data["dataset_id"], download=False)
+            trainer = cls(config, run_dir, log=log, progress=progress, dataset=dataset, lock=lock)
+            trainer._restore(data, str(path))
+        except BaseException:
+            lock.release()
+            raise
         return trainer
 
     def _restore(self, data: dict, source: str) -> None:
@@ -180,7 +223,37 @@ class Trainer:
         }
 
     def save(self, name: str = "last") -> Path:
-        return save_checkpoint(self.run_dir / "checkpoints" / f"{name}.pt", self.checkpoint_payload())
+        """Write ``checkpoints/<name>.pt`` atomically; refuse non-finite weights (they would overwrite the
+        last good file with a model that can only produce NaN)."""
+        path = self.run_dir / "checkpoints" / f"{name}.pt"
+        bad = [k for k, v in self.agent.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise TrainingDivergedError(
+                f"The weights are non-finite at step {self.step} ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
+                f"{path.name} was not overwritten. {self._kept()} {self._divergence_advice()}")
+        try:
+            return save_checkpoint(path, self.checkpoint_payload())
+        except CheckpointWriteError as exc:
+            raise RunWriteError(f"{exc} Training stopped at step {self.step}. {self._kept()} Free space or fix "
+                                f"the folder's permissions, then continue with: {self._resume_command()}") from None
+
+    def _kept(self) -> str:
+        """What the run folder holds to continue from, for error messages."""
+        path = self.run_dir / "checkpoints" / "last.pt"
+        try:
+            step = read_checkpoint(path)["step"]
+        except CheckpointError:
+            return "No checkpoint of this run could be read; it must start again."
+        return f"{path} holds step {step}."
+
+    def _resume_command(self) -> str:
+        return f"python train_agent.py --resume {self.run_dir}"
+
+    def _divergence_advice(self) -> str:
+        t, default = self.config.train, TrainConfig()
+        clip = f"now {t.grad_clip:g}" if t.grad_clip else f"now off; the default is {default.grad_clip:g}"
+        return (f"Try, in a new run: a lower train.lr (now {t.lr:g}), gradient clipping train.grad_clip ({clip}), "
+                f"or a longer train.warmup_steps (now {t.warmup_steps}).")
 
     # ------------------------------------------------------------------ optimisation
     def _to_tensors(self, batch: dict) -> dict:
@@ -199,6 +272,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.train.grad_clip or float("inf"))
+        if not bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)):  # before the update touches the weights
+            raise TrainingDivergedError(
+                f"Training diverged at step {self.step + 1}: loss {float(loss.detach()):g}, gradient norm {float(grad_norm):g}. "
+                f"The weights were not updated with it and no checkpoint was overwritten. {self._kept()} "
+                f"{self._divergence_advice()}")
         self.optimizer.step()
         self.scheduler.step()
         if self.config.train.regime == "sequence":
@@ -230,10 +308,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict:
+        """Train to ``train.steps``, evaluating and checkpointing on the way; the run folder's lock is
+        released on return, whatever happened."""
         c = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
-        logger = MetricsLogger(self.run_dir)
         interrupted = {"flag": False}
 
         def on_interrupt(signum, frame):  # finish the current step, then save and stop
@@ -241,47 +318,97 @@ class Trainer:
                 raise KeyboardInterrupt
             interrupted["flag"] = True
 
-        previous_handler = signal.signal(signal.SIGINT, on_interrupt)
-        bar = tqdm(total=c.train.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
-        window_loss, window_timesteps, tick = [], [], time.perf_counter()
-        evaluated_at = None
         try:
-            while self.step < c.train.steps and not interrupted["flag"]:
-                stats = self.train_step(self.sampler.sample())
-                self.step += 1
-                bar.update(1)
-                window_loss.append(stats["loss"])
-                window_timesteps.append(stats["timesteps"])  # tensors: no host sync per step on CUDA
-                if self.step % c.train.log_every == 0 or self.step == c.train.steps:
-                    now = time.perf_counter()
-                    window_time, tick = now - tick, now
-                    loss = float(torch.stack(window_loss).mean())
-                    logger.log(self.step, {"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0],
-                                           "train/grad_norm": float(stats["grad_norm"]),
-                                           "train/timesteps_per_s": float(torch.stack(window_timesteps).sum()) / max(window_time, 1e-9)})
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                    window_loss, window_timesteps = [], []
-                if c.eval.every and self.step % c.eval.every == 0:
-                    self._evaluate_and_log(logger, bar)
-                    evaluated_at = self.step
-                if self.step % c.train.checkpoint_every == 0:
-                    self.save("last")
-            if not interrupted["flag"] and c.eval.every and c.eval.at_end and evaluated_at != self.step:
-                self._evaluate_and_log(logger, bar)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                (self.run_dir / "config.yaml").write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
+                logger = MetricsLogger(self.run_dir)
+            except OSError as exc:
+                raise RunWriteError(f"Cannot write in the run folder {self.run_dir} ({exc.strerror or exc}); "
+                                    "pick a writable --run-dir or free space") from None
+            previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+            bar = tqdm(total=c.train.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+            try:
+                self._loop(logger, bar, interrupted)
+            except (TrainingDivergedError, RunWriteError):
+                raise  # nothing to save: the weights are bad, or the disk refused the last attempt
+            except BaseException as exc:  # an evaluation, a log write, a bug, Ctrl-C twice: keep the step reached
+                self._save_after_failure(exc)
+                if isinstance(exc, OSError):
+                    raise RunWriteError(f"Writing the run's logs in {self.run_dir} failed at step {self.step} "
+                                        f"({exc.strerror or exc}). {self._kept()} Free space or fix the folder's "
+                                        f"permissions, then continue with: {self._resume_command()}") from exc
+                raise
+            else:
+                self.save("last")
+            finally:
+                bar.close()
+                logger.close()
+                signal.signal(signal.SIGINT, previous_handler)
         finally:
-            bar.close()
-            self.save("last")
-            logger.close()
-            signal.signal(signal.SIGINT, previous_handler)
+            self.lock.release()
         if interrupted["flag"]:
             self.log(f"Interrupted at step {self.step}: saved {self.run_dir / 'checkpoints' / 'last.pt'}; "
-                     f"continue with: python train_agent.py --resume {self.run_dir}")
+                     f"continue with: {self._resume_command()}")
         return {"step": self.step, "best": self.best, "last_eval": self.last_eval, "interrupted": interrupted["flag"]}
+
+    def _loop(self, logger: MetricsLogger, bar, interrupted: dict) -> None:
+        c = self.config
+        window_loss, window_timesteps, tick = [], [], time.perf_counter()
+        evaluated_at = None
+        while self.step < c.train.steps and not interrupted["flag"]:
+            stats = self.train_step(self.sampler.sample())
+            self.step += 1
+            bar.update(1)
+            window_loss.append(stats["loss"])
+            window_timesteps.append(stats["timesteps"])  # tensors: no host sync beyond train_step's finiteness check
+            if self.step % c.train.log_every == 0 or self.step == c.train.steps:
+                now = time.perf_counter()
+                window_time, tick = now - tick, now
+                loss = float(torch.stack(window_loss).mean())
+                logger.log(self.step, {"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0],
+                                       "train/grad_norm": float(stats["grad_norm"]),
+                                       "train/timesteps_per_s": float(torch.stack(window_timesteps).sum()) / max(window_time, 1e-9)})
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                window_loss, window_timesteps = [], []
+            if c.eval.every and self.step % c.eval.every == 0:
+                self._evaluate_and_log(logger, bar)
+                evaluated_at = self.step
+            if self.step % c.train.checkpoint_every == 0:
+                self.save("last")
+        if not interrupted["flag"] and c.eval.every and c.eval.at_end and evaluated_at != self.step:
+            self._evaluate_and_log(logger, bar)
+
+    def _save_after_failure(self, exc: BaseException) -> None:
+        """Keep the step reached when something other than the weights or the disk failed; a failure of
+        this save is reported beside the original error, not instead of it."""
+        try:
+            path = self.save("last")
+        except TrainingStopped as save_error:
+            self.log(f"Could not save the step reached after {type(exc).__name__}: {save_error}")
+            return
+        if isinstance(exc, EvaluationFailedError):
+            exc.args = (f"{exc} Training state saved at step {self.step} in {path}; continue with: "
+                        f"{self._resume_command()} (add --set eval.every=0 to train without evaluating).",)
 
     def _evaluate_and_log(self, logger: MetricsLogger, bar) -> None:
         tick = time.perf_counter()
         video = self.run_dir / "videos" / f"step{self.step:07d}.mp4" if self.config.eval.video else None
-        result, metrics, improved = self.evaluate(video_path=video)
+        try:
+            result, metrics, improved = self.evaluate(video_path=video)
+        except NonFiniteActionError as exc:  # finite weights, non-finite outputs: diverged all the same
+            raise TrainingDivergedError(
+                f"Training diverged at step {self.step}: the evaluation's actions are non-finite ({exc}). "
+                f"No checkpoint was written with these weights. {self._kept()} {self._divergence_advice()}") from None
+        except Exception as exc:
+            log_path = self.run_dir / "error.log"
+            try:
+                log_path.write_text(traceback.format_exc())
+                where = f"; full traceback in {log_path}"
+            except OSError:
+                where = ""
+            raise EvaluationFailedError(f"The evaluation at step {self.step} failed: {type(exc).__name__}: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else ''}{where}.") from exc
         metrics["eval/seconds"] = time.perf_counter() - tick
         logger.log(self.step, metrics)
         if video is not None:

@@ -199,6 +199,7 @@ def _train_and_evaluate_here(dataset_id: str, agent: str, seed: int, plan: dict,
             train_s += time.perf_counter() - tick
             evaluate()
             tick = time.perf_counter()
+    trainer.lock.release()  # this loop is Trainer.run's, which releases the run folder at its end
     return {"evals": evals, "steps": trainer.step, "parameters": sum(p.numel() for p in trainer.agent.parameters()),
             "setup_s": setup_s, "train_s": train_s, "eval_s": eval_s, "wall_s": time.perf_counter() - wall_start,
             "dataset_used": trainer.dataset.dataset_id, "machine": machine_info(device)}
