@@ -7,7 +7,8 @@
 All episodes of a target return run at once (``envs.rollout.evaluate_agent``); episode i resets with
 seed ``seed + i``. Prints a Markdown table and writes the same numbers (and every episode's return)
 as JSON. Exit code 2 with a one-line message for a missing or unreadable checkpoint, an environment
-that does not fit the agent, or rendering that cannot work here.
+that does not fit the agent, an agent that produces non-finite actions (a diverged checkpoint), or
+rendering that cannot work here.
 """
 
 from __future__ import annotations
@@ -175,11 +176,11 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from envs.render import RenderError
-    from envs.rollout import EnvironmentMismatchError
+    from envs.rollout import EnvironmentMismatchError, NonFiniteActionError
 
     from envs.datasets import DatasetError
 
-    known = (UsageError, EnvironmentMismatchError, RenderError, DatasetError)
+    known = (UsageError, EnvironmentMismatchError, NonFiniteActionError, RenderError, DatasetError)
     try:
         run(args)
     except known as error:

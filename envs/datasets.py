@@ -97,6 +97,17 @@ class Episode:
                 "Malformed episode: " + "; ".join(problems) + ". An episode holds T+1 observations and "
                 "T actions, rewards, terminations and truncations."
             )
+        for name in ("observations", "actions", "rewards"):  # one NaN would make every loss NaN
+            values = getattr(self, name)
+            finite = np.isfinite(values)
+            if not finite.all():
+                bad = np.argwhere(~finite)
+                step = int(bad[0][0])
+                raise DatasetFormatError(
+                    f"{name} hold {len(bad)} non-finite value(s) (NaN or Inf), the first at step {step}: "
+                    f"{values[tuple(bad[0])]}. Fix or drop this episode and rebuild the dataset; training on "
+                    "it would make every loss NaN."
+                )
 
     def __len__(self) -> int:
         return len(self.rewards)

@@ -95,20 +95,23 @@ def split_episodes(arrays: dict) -> list[Episode]:
         ends = np.append(ends, n)  # trailing steps: an episode cut off when recording stopped
     starts = np.concatenate([[0], ends[:-1]])
     episodes = []
-    for s, e in zip(starts, ends):
+    for i, (s, e) in enumerate(zip(starts, ends)):
         final = nxt[e - 1] if nxt is not None else obs[e - 1]
         truncations = tout[s:e].copy()
         if not (term[e - 1] or tout[e - 1]):
             truncations[-1] = True
-        episodes.append(
-            Episode(
-                observations=np.concatenate([obs[s:e], final[None]], axis=0),
-                actions=act[s:e],
-                rewards=rew[s:e],
-                terminations=term[s:e],
-                truncations=truncations,
+        try:
+            episodes.append(
+                Episode(
+                    observations=np.concatenate([obs[s:e], final[None]], axis=0),
+                    actions=act[s:e],
+                    rewards=rew[s:e],
+                    terminations=term[s:e],
+                    truncations=truncations,
+                )
             )
-        )
+        except DatasetFormatError as exc:
+            raise DatasetFormatError(f"Episode {i} (transitions {s}-{e - 1}): {exc}") from None
     return episodes
 
 

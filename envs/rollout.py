@@ -36,6 +36,10 @@ class EnvironmentMismatchError(ValueError):
     """The environment's observation or action size differs from what the agent was trained on."""
 
 
+class NonFiniteActionError(ValueError):
+    """The agent produced NaN or Inf actions (a diverged checkpoint); MuJoCo is never stepped with them."""
+
+
 # ----------------------------------------------------------------------------------------- environments
 
 
@@ -295,6 +299,14 @@ def _run_batch(
         agent_s = time.perf_counter() - start
         if actions.shape != (batch, int(agent.act_dim)):
             raise ValueError(f"agent.act returned actions of shape {actions.shape}, expected {(batch, agent.act_dim)}")
+        finite = np.isfinite(actions[rows]).all(axis=1)
+        if not finite.all():
+            row = int(rows[np.argmin(finite)])
+            raise NonFiniteActionError(
+                f"The agent produced a non-finite action {actions[row].tolist()} at step {int(lengths[row])} of "
+                f"episode {episode_ids[row]} (target return {target_return:g}); {_weights_note(agent)} A diverged "
+                "checkpoint cannot be evaluated: use an earlier one (best.pt, or retrain with a lower train.lr)."
+            )
         rewards[:] = 0.0
         start = time.perf_counter()
         for row in rows:
@@ -328,6 +340,16 @@ def _run_batch(
         "render_s": render_s,
         "frames": frames,
     }
+
+
+def _weights_note(agent) -> str:
+    """Whether the agent's own weights are the cause, for the non-finite action message."""
+    if not isinstance(agent, torch.nn.Module):
+        return ""
+    bad = [k for k, v in agent.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        return f"its weights hold non-finite values ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})."
+    return "its weights are finite, so the inputs drove it there."
 
 
 def evaluate_agent(
