@@ -4,7 +4,7 @@
         --target-return 3600 --target-return 1800 [--mode recurrent --mode window] \\
         [--seed 0] [--json out.json] [--render out.mp4 --width 320 --height 320 --fps 30]
 
-All episodes of a target return run at once (``envs.rollout.evaluate_agent``); episode i resets with
+All episodes of a target return run at once (``envs.evaluation.rollout.evaluate_agent``); episode i resets with
 seed ``seed + i``. Prints a Markdown table and writes the same numbers (and every episode's return)
 as JSON. Exit code 2 with a one-line message for a missing or unreadable checkpoint, an environment
 that does not fit the agent, an agent that produces non-finite actions (a diverged checkpoint), or
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(path: Path, device: str):
-    from agents import CheckpointError, load_agent
+    from training import CheckpointError, load_agent
 
     try:
         return load_agent(path, device=device)
@@ -97,15 +97,15 @@ def run(args: argparse.Namespace) -> dict:
     if args.episodes < 1:
         raise UsageError("--episodes must be at least 1")
     if args.render is not None:
-        from envs.render import setup_headless_gl
+        from envs.evaluation.render import setup_headless_gl
 
         backend = setup_headless_gl()  # before any rendering context exists
         print(f"rendering with MUJOCO_GL={backend}", file=sys.stderr)
 
     import torch
 
-    from envs.render import VideoRecorder
-    from envs.rollout import check_env_matches_agent, evaluate_agent, make_eval_env, results_markdown
+    from envs.evaluation.render import VideoRecorder
+    from envs.evaluation.rollout import check_env_matches_agent, evaluate_agent, make_eval_env, results_markdown
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,10 +175,10 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from envs.render import RenderError
-    from envs.rollout import EnvironmentMismatchError, NonFiniteActionError
+    from envs.evaluation.render import RenderError
+    from envs.evaluation.rollout import EnvironmentMismatchError, NonFiniteActionError
 
-    from envs.datasets import DatasetError
+    from envs.offline import DatasetError
 
     known = (UsageError, EnvironmentMismatchError, NonFiniteActionError, RenderError, DatasetError)
     try:

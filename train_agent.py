@@ -6,7 +6,7 @@
     python train_agent.py --config configs/hopper-medium.yaml --profile cpu
     python train_agent.py --resume runs/x --set train.steps=4000
 
-The logic lives in ``agents.training``; this file parses arguments and wires things together.
+The logic lives in ``training``; this file parses arguments and wires things together.
 Exit codes: 0 done; 2 bad input (config, dataset, checkpoint, a run folder in use or not writable),
 nothing trained; 3 training stopped on a fault (diverged, evaluation failed, a write failed), with
 what was kept said in the message (``docs/faults.md``); 130 interrupted with Ctrl-C, saved.
@@ -46,11 +46,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from agents.checkpoint import CheckpointError
-    from agents.run_lock import RunFolderError, RunInUseError, RunLock
-    from agents.training import Trainer, TrainingStopped
     from configs.schema import ConfigError, load_config, profile_path
-    from envs.datasets import DatasetError
+    from envs.offline import DatasetError
+    from training import CheckpointError, RunFolderError, RunInUseError, RunLock, Trainer, TrainingStopped
 
     overrides = list(args.overrides) + (["train.compile=true"] if args.compile else [])
     default_job = not (args.config or args.profile or args.resume or args.overrides)

@@ -49,6 +49,20 @@ class DecisionAgent(nn.Module):
     def device(self) -> torch.device:
         return self.state_mean.device
 
+    # ------------------------------------------------------------------ carried training state
+    def carried_state_to_payload(self, state):
+        """The state ``forward`` returned, as nested lists of tensors a checkpoint can hold (None: none).
+        Agents without a carried state have nothing to save."""
+        if state is not None:
+            raise NotImplementedError(f"{type(self).__name__} carries no state between training windows")
+        return None
+
+    def carried_state_from_payload(self, payload, device):
+        """Inverse of ``carried_state_to_payload``."""
+        if payload is not None:
+            raise NotImplementedError(f"{type(self).__name__} carries no state between training windows")
+        return None
+
     # ------------------------------------------------------------------ rollout
     def reset(self, batch_size: int, mode: str | None = None) -> None:
         """Start ``batch_size`` new episodes."""

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-from rl_minrnn import MinRNNStack
+from rl_minrnn import BlockState, MinRNNStack
 
 from .base import DecisionAgent
 from .embeddings import ActionHead, TrajectoryEmbedding
@@ -64,6 +64,17 @@ class DecisionRNN(DecisionAgent):
         preds = self.head(self.embed.action_outputs(hidden))
         last_action = actions[:, -1] if self.embed.layout == "fused" else None
         return preds, RNNAgentState(stack_state, last_action)
+
+    def carried_state_to_payload(self, state: RNNAgentState | None):
+        if state is None:
+            return None
+        return {"stack": [[s.h, s.conv] for s in state.stack], "prev_action": state.prev_action}
+
+    def carried_state_from_payload(self, payload, device) -> RNNAgentState | None:
+        if payload is None:
+            return None
+        to = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return RNNAgentState([BlockState(to(h), to(c)) for h, c in payload["stack"]], to(payload["prev_action"]))
 
     # ------------------------------------------------------------------ O(1) rollout
     def _reset_recurrent(self):

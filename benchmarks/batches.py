@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from envs.batches import SequenceSampler, WindowSampler  # noqa: E402
-from envs.datasets import SAMPLE_DATASET_ID, load_dataset  # noqa: E402
+from envs.offline.batches import SequenceSampler, WindowSampler  # noqa: E402
+from envs.offline import SAMPLE_DATASET_ID, load_dataset  # noqa: E402
 
 
 def rate(sampler, seconds: float) -> tuple[float, int]:

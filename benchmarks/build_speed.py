@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from envs.build_dataset import collect  # noqa: E402
-from envs.policies import MLPPolicy  # noqa: E402
+from envs.offline.build_dataset import collect  # noqa: E402
+from envs.offline.policies import MLPPolicy  # noqa: E402
 
 POLICY = {"Hopper-v5": "hopper-sac", "Walker2d-v5": "walker2d-tqc", "HalfCheetah-v5": "halfcheetah-tqc"}
 DIMS = {"Hopper-v5": (11, 3), "Walker2d-v5": (17, 6), "HalfCheetah-v5": (17, 6)}

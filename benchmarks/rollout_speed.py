@@ -13,7 +13,7 @@ state after N - 1 steps is only its window (the last min(N - 1, K) steps and the
 fast-forwarded by filling that window with random steps (``--no-fast-forward`` runs every step for real;
 ``tests/test_benchmarks_smoke.py`` checks that a fast-forwarded agent acts exactly as one stepped for real).
 
-Part 2, evaluation throughput: ``envs.rollout.evaluate_agent`` (untrained agents, so episodes end early
+Part 2, evaluation throughput: ``envs.evaluation.rollout.evaluate_agent`` (untrained agents, so episodes end early
 and vary; the figure is env steps per wall second) with the recurrent agent and with DT (K = 20), against
 stepping the same number of Hopper-v5 envs with random actions in a Python loop, resetting finished ones
 (the floor: what an agent that cost nothing would get). Seconds are the rollout loop's (``wall_s``: resets and
@@ -143,7 +143,7 @@ def agent_step_times(args, log) -> list[dict]:
 def raw_env_floor(env_id: str, num_envs: int, total_steps: int, seed: int = 0) -> dict:
     """Step ``num_envs`` envs with random actions in a Python loop until ``total_steps`` env steps, resetting
     finished ones: env steps per second with a free agent."""
-    from envs.rollout import make_eval_env
+    from envs.evaluation.rollout import make_eval_env
 
     envs = [make_eval_env(env_id) for _ in range(num_envs)]
     rng = np.random.default_rng(seed)
@@ -166,7 +166,7 @@ def raw_env_floor(env_id: str, num_envs: int, total_steps: int, seed: int = 0) -
 
 
 def evaluation_throughput(args, log) -> list[dict]:
-    from envs.rollout import evaluate_agent
+    from envs.evaluation.rollout import evaluate_agent
 
     records = []
     agents = {"rnn-recurrent": (make_agent("decision_rnn", 20, args.width, args.depth, args.tokens), "recurrent"),

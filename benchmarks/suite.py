@@ -53,12 +53,12 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from agents.training import Trainer  # noqa: E402
+from training import Trainer, TrainerCallback  # noqa: E402
 from benchmarks.common import fmt, machine_info, markdown_table, write_json  # noqa: E402
 from benchmarks.peers.d3rlpy_dt import PeerUnavailable  # noqa: E402
 from benchmarks.plots import plot_learning_curves  # noqa: E402
 from configs.schema import load_config  # noqa: E402
-from envs.datasets import DatasetNotFoundError, load_dataset  # noqa: E402
+from envs.offline import DatasetNotFoundError, load_dataset  # noqa: E402
 
 LOCAL_SUITE = [
     "local/hopper/medium-v0",
@@ -168,40 +168,36 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
     }
 
 
+class _TimedEvaluations(TrainerCallback):
+    """Collects each evaluation of ``Trainer.run`` with the training seconds before it (evaluation time,
+    and the device's queued work, kept out of them)."""
+
+    def __init__(self, name: str, log):
+        self.name, self.log = name, log
+        self.evals, self.eval_s, self.start = [], 0.0, time.perf_counter()
+
+    def on_evaluation(self, trainer, result, seconds: float) -> None:
+        _sync(trainer.device)
+        self.eval_s += seconds
+        train_s = time.perf_counter() - self.start - self.eval_s
+        self.evals.append({"step": trainer.step, "train_s": train_s, "eval_s": seconds, "score": result.score(),
+                           "targets": [t.summary() for t in result.targets]})
+        self.log(f"  {self.name} step {trainer.step}: score {self.evals[-1]['score']:.1f} "
+                 f"(train {train_s:.0f}s, eval {seconds:.1f}s)")
+
+
 def _train_and_evaluate_here(dataset_id: str, agent: str, seed: int, plan: dict, config, dataset, log) -> dict:
-    """This project's agents: ``Trainer.run``'s loop (same ``train_step``, sampler and evaluation) minus
-    logging and checkpoints, so that training seconds are the optimisation alone."""
+    """This project's agents: ``Trainer.run`` (its loop, evaluations and checkpoints), timed by a callback."""
     run_dir = Path(plan["run_root"]) / plan["protocol"] / run_name(dataset_id, agent, seed)
     wall_start = time.perf_counter()
     trainer = Trainer(config, run_dir, progress=False, dataset=dataset, log=log)
     device = trainer.device
     setup_s = time.perf_counter() - wall_start
-    evals, train_s, eval_s = [], 0.0, 0.0
-    every, steps = config.eval.every, config.train.steps
-
-    def evaluate() -> None:
-        nonlocal eval_s
-        tick = time.perf_counter()
-        result, _, _ = trainer.evaluate()
-        seconds = time.perf_counter() - tick
-        eval_s += seconds
-        evals.append({"step": trainer.step, "train_s": train_s, "eval_s": seconds, "score": result.score(),
-                      "targets": [t.summary() for t in result.targets]})
-        log(f"  {run_name(dataset_id, agent, seed)} step {trainer.step}: score {evals[-1]['score']:.1f} "
-            f"(train {train_s:.0f}s, eval {seconds:.1f}s)")
-
-    tick = time.perf_counter()
-    while trainer.step < steps:
-        trainer.train_step(trainer.sampler.sample())
-        trainer.step += 1
-        if every and trainer.step % every == 0 or trainer.step == steps:
-            _sync(device)
-            train_s += time.perf_counter() - tick
-            evaluate()
-            tick = time.perf_counter()
-    trainer.lock.release()  # this loop is Trainer.run's, which releases the run folder at its end
-    return {"evals": evals, "steps": trainer.step, "parameters": sum(p.numel() for p in trainer.agent.parameters()),
-            "setup_s": setup_s, "train_s": train_s, "eval_s": eval_s, "wall_s": time.perf_counter() - wall_start,
+    timed = _TimedEvaluations(run_name(dataset_id, agent, seed), log)
+    trainer.run(callbacks=[timed])
+    train_s = time.perf_counter() - timed.start - timed.eval_s
+    return {"evals": timed.evals, "steps": trainer.step, "parameters": sum(p.numel() for p in trainer.agent.parameters()),
+            "setup_s": setup_s, "train_s": train_s, "eval_s": timed.eval_s, "wall_s": time.perf_counter() - wall_start,
             "dataset_used": trainer.dataset.dataset_id, "machine": machine_info(device)}
 
 

@@ -147,7 +147,7 @@ def test_gpt_initialisation(kind):
 @pytest.mark.parametrize("kind", ["rnn", "dt"])
 def test_weight_decay_groups(kind):
     """``matrices``: exactly the Linear/conv weights decay; every parameter is in one group once."""
-    from agents.optimizer import parameter_groups
+    from training.optimizer import parameter_groups
 
     agent = make_agent(kind, conv=3) if kind == "rnn" else make_agent(kind)
     decay, no_decay = parameter_groups(agent, 1e-4, "matrices")

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from envs.batches import SequenceSampler, WindowSampler
-from envs.normalization import StateNormalizer
+from envs.offline.batches import SequenceSampler, WindowSampler
+from envs.offline.normalization import StateNormalizer
 
 KEYS = {"states", "actions", "returns_to_go", "timesteps", "mask"}
 

@@ -9,14 +9,15 @@ import h5py
 import numpy as np
 import pytest
 
-from envs.build_dataset import collect
-from envs.build_dataset import main as build_main
-from envs.build_suite import main as suite_main
-from envs.combine import combine_datasets
-from envs.datasets import DatasetFormatError, load_dataset
-from envs.import_d4rl import main as import_main
-from envs.import_d4rl import read_d4rl_arrays
-from envs.policies import MLPPolicy, PolicyError
+from envs.offline.build_dataset import collect
+from envs.offline.build_dataset import main as build_main
+from envs.offline.build_suite import main as suite_main
+from envs.offline.combine import combine_datasets
+from envs.offline import DatasetFormatError, load_dataset
+from envs.offline.import_d4rl import main as import_main
+from envs.offline.import_d4rl import read_d4rl_arrays
+from envs.offline.policies import MLPPolicy, PolicyError
+from envs.evaluation.environments import make_env
 
 
 def assert_same_episodes(a, b):
@@ -38,7 +39,7 @@ def test_same_seed_same_dataset(tiny_policy_path, tiny_dataset):
 
 def test_replay_from_recorded_seed_reproduces_observations(tiny_dataset):
     for ep in tiny_dataset.episodes:
-        env = tiny_dataset.make_env()
+        env = make_env(tiny_dataset)
         obs, _ = env.reset(seed=ep.seed)
         replayed, rewards, terms = [obs], [], []
         for a in ep.actions:
@@ -204,7 +205,7 @@ def test_command_line_module_prints_one_error_line(tmp_path):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "envs.import_d4rl", str(tmp_path / "missing.hdf5"), "--env", "Hopper-v5",
+        [sys.executable, "-m", "envs.offline.import_d4rl", str(tmp_path / "missing.hdf5"), "--env", "Hopper-v5",
          "--id", "test/hopper/missing-v0"],
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
     )

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from envs import datasets as D
-from envs.datasets import (
+from envs import offline as D
+from envs.offline import store
+from envs.offline import (
     SAMPLE_DATASET_ID,
     DatasetFormatError,
     DatasetNotFoundError,
@@ -17,8 +18,8 @@ from envs.datasets import (
     load_dataset,
     write_dataset,
 )
-from envs.environments import make_env, make_vector_env
-from envs.normalization import StateNormalizer
+from envs.evaluation.environments import make_env, make_vector_env
+from envs.offline.normalization import StateNormalizer
 
 
 def test_episode_contract(tiny_dataset):
@@ -69,8 +70,8 @@ def test_reference_scores_metadata_first_then_d4rl(make_offline_dataset):
 
 def test_obs_action_alignment(tmp_path, minari_store):
     """Actions that are a known function of the observation: action t must pair with observation t."""
-    from envs.build_dataset import build_dataset
-    from envs.policies import MLPPolicy
+    from envs.offline.build_dataset import build_dataset
+    from envs.offline.policies import MLPPolicy
 
     W = np.zeros((3, 11), np.float32)
     W[0, 0], W[1, 5], W[2, 8] = 2.0, 1.5, -1.0  # a = tanh(W @ obs): a linear policy, no hidden layer
@@ -120,7 +121,7 @@ def test_unknown_id_is_one_clear_error(tiny_dataset, minari_store):
     assert "mujoco/hopper/medium-v0" in text
     assert str(minari_store) in text  # the folder searched
     assert tiny_dataset.dataset_id in text  # what is there
-    assert "minari download" in text and "envs.build_suite" in text  # the ways out
+    assert "minari download" in text and "envs.offline.build_suite" in text  # the ways out
     assert "offline" in text
     with pytest.raises(DatasetNotFoundError, match="not a valid"):
         load_dataset("not a dataset id!")
@@ -129,14 +130,14 @@ def test_unknown_id_is_one_clear_error(tiny_dataset, minari_store):
 def test_download_is_attempted_only_when_a_remote_answers(monkeypatch):
     calls = []
     monkeypatch.delenv("RL_MINRNN_OFFLINE", raising=False)
-    monkeypatch.setattr(D, "_offline_reason", lambda timeout: "no connection (test)")
+    monkeypatch.setattr(store, "_offline_reason", lambda timeout: "no connection (test)")
     import minari
 
     monkeypatch.setattr(minari, "download_dataset", lambda *a, **k: calls.append(a))
     with pytest.raises(DatasetNotFoundError, match="no connection"):
         load_dataset("mujoco/walker2d/medium-v0")
     assert calls == []
-    monkeypatch.setattr(D, "_offline_reason", lambda timeout: None)
+    monkeypatch.setattr(store, "_offline_reason", lambda timeout: None)
 
     def boom(*a, **k):
         raise RuntimeError("deep inside minari")
@@ -179,9 +180,9 @@ def test_unequal_lengths_are_rejected():
 
 
 def test_sample_dataset_is_shipped_and_loads():
-    if not (D.PACKAGE_DATA_DIR / SAMPLE_DATASET_ID / "data" / "metadata.json").is_file():
+    if not (store.PACKAGE_DATA_DIR / SAMPLE_DATASET_ID / "data" / "metadata.json").is_file():
         pytest.skip("sample dataset not built yet")
     ds = load_dataset(SAMPLE_DATASET_ID)
     assert ds.env_id == "Hopper-v5" and ds.obs_dim == 11 and ds.act_dim == 3
-    assert ds.path == D.PACKAGE_DATA_DIR / SAMPLE_DATASET_ID
+    assert ds.path == store.PACKAGE_DATA_DIR / SAMPLE_DATASET_ID
     assert ds.num_steps >= 50_000

@@ -11,10 +11,11 @@ import pytest
 
 import evaluate
 import torch
-from agents import build_agent, load_agent, save_checkpoint
+from agents import build_agent
+from training import load_agent, save_checkpoint
 from configs.schema import load_config
-from envs.render import RenderError, setup_headless_gl
-from envs.rollout import evaluate_agent
+from envs.evaluation.render import RenderError, setup_headless_gl
+from envs.evaluation.rollout import evaluate_agent
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_rollout import ENV_ID  # noqa: E402

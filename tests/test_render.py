@@ -10,7 +10,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from envs.render import (
+from envs.evaluation.render import (
     RenderError,
     VideoRecorder,
     expected_frame_count,
@@ -20,7 +20,7 @@ from envs.render import (
     overlay_text,
     setup_headless_gl,
 )
-from envs.rollout import evaluate_agent
+from envs.evaluation.rollout import evaluate_agent
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_rollout import ENV_ID, FixedPolicyAgent  # noqa: E402  (the shared test double)
@@ -86,7 +86,7 @@ def test_video_decodes_to_expected_frames_and_returns_are_unchanged(tmp_path, gl
 
 
 def test_user_set_backend_is_respected(monkeypatch):
-    import envs.render as render
+    import envs.evaluation.render as render
 
     monkeypatch.setattr(render, "_chosen_backend", None)
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
@@ -97,7 +97,7 @@ def test_user_set_backend_is_respected(monkeypatch):
 
 
 def test_no_backend_is_a_clear_error(monkeypatch):
-    import envs.render as render
+    import envs.evaluation.render as render
 
     monkeypatch.setattr(render, "_chosen_backend", None)
     monkeypatch.delenv("MUJOCO_GL", raising=False)

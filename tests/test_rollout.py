@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from envs.rollout import (
+from envs.evaluation.rollout import (
     EnvironmentMismatchError,
     EvaluationResult,
     evaluate_agent,

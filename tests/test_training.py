@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents import CheckpointError, load_agent, read_checkpoint, save_checkpoint
-from agents.training import Trainer
+from training import CheckpointError, load_agent, read_checkpoint, save_checkpoint
+from training import Trainer
 from configs.schema import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_dataset, tmp_path, minari_s
 
 
 def test_evaluation_videos_are_recorded(tiny_dataset, tmp_path):
-    from envs.render import RenderError, setup_headless_gl
+    from envs.evaluation.render import RenderError, setup_headless_gl
 
     try:
         setup_headless_gl()

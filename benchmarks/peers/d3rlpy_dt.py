@@ -20,7 +20,7 @@ optim_factory=GPTAdamWFactory(weight_decay, clip_grad_norm=grad_clip,
 lr_scheduler_factory=WarmupSchedulerFactory(warmup_steps)))``; everything else is d3rlpy's default
 (ReLU MLPs; interleaved R, s, a tokens, its only layout). Evaluation: ``as_stateful_wrapper(target)`` per
 target return, episode ``i`` reset with ``eval.seed + i``, the scores normalised with the dataset's
-reference returns exactly as for the project's agents (``envs.rollout.EvaluationResult``).
+reference returns exactly as for the project's agents (``envs.evaluation.rollout.EvaluationResult``).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def worker_spec(config, dataset, data_path: Path) -> dict:
 
 def to_evaluation(targets: list[dict], dataset, spec: dict):
     """A worker evaluation as this project's ``EvaluationResult`` (the same summaries and score)."""
-    from envs.rollout import EvaluationResult, TargetResult
+    from envs.evaluation.rollout import EvaluationResult, TargetResult
     from envs.scores import ReferenceScores
 
     refs = None

@@ -11,7 +11,7 @@ of every episode with per-step agent and env milliseconds, and the training / ev
 
 Training is d3rlpy's own ``fit`` loop; evaluation runs in its ``callback`` at the same steps as the
 suite's agents, with d3rlpy's ``StatefulTransformerWrapper`` (the way d3rlpy evaluates a DT), episode
-``i`` reset with seed ``eval_seed + i`` for every target return, as ``envs.rollout.evaluate_agent`` does.
+``i`` reset with seed ``eval_seed + i`` for every target return, as ``envs.evaluation.rollout.evaluate_agent`` does.
 """
 
 from __future__ import annotations

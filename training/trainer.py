@@ -25,16 +25,15 @@ import yaml
 from tqdm.auto import tqdm
 
 from configs.schema import ConfigError, ExperimentConfig, TrainConfig, load_config
-from envs.batches import SequenceSampler, WindowSampler
-from envs.datasets import SAMPLE_DATASET_ID, DatasetNotFoundError, load_dataset
-from envs.normalization import StateNormalizer
-from envs.rollout import NonFiniteActionError, evaluate_agent
+from envs.offline.batches import SequenceSampler, WindowSampler
+from envs.offline import SAMPLE_DATASET_ID, DatasetNotFoundError, load_dataset
+from envs.offline.normalization import StateNormalizer
+from envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
 from envs.scores import ReferenceScores
-from rl_minrnn import BlockState, detach_state, mask_state
+from agents import build_agent
+from rl_minrnn import detach_state, mask_state
 
 from .checkpoint import CheckpointError, CheckpointWriteError, load_weights, read_checkpoint, save_checkpoint
-from .decision_rnn import RNNAgentState
-from .factory import build_agent
 from .optimizer import build_optimizer
 from .run_lock import RunLock
 from .run_logging import MetricsLogger
@@ -89,18 +88,18 @@ def load_training_dataset(config: ExperimentConfig, log=print):
         return load_dataset(SAMPLE_DATASET_ID, download=False)
 
 
-def state_to_payload(state):
-    """The carried training state as plain nested lists of tensors (checkpoint-safe)."""
-    if state is None:
-        return None
-    return {"stack": [[s.h, s.conv] for s in state.stack], "prev_action": state.prev_action}
+class TrainerCallback:
+    """Hooks into ``Trainer.run`` (benchmarks time and collect evaluations, a scheduler reports them):
+    subclass and override what you need; each gets the trainer, whose ``step`` is the step just done."""
 
+    def on_step(self, trainer: "Trainer", stats: dict) -> None:
+        """After every optimisation step; ``stats`` holds ``loss``, ``grad_norm``, ``timesteps`` (tensors)."""
 
-def state_from_payload(payload, device):
-    if payload is None:
-        return None
-    to = lambda t: None if t is None else t.to(device)  # noqa: E731
-    return RNNAgentState([BlockState(to(h), to(c)) for h, c in payload["stack"]], to(payload["prev_action"]))
+    def on_evaluation(self, trainer: "Trainer", result, seconds: float) -> None:
+        """After every evaluation: ``result`` is the ``EvaluationResult``, ``seconds`` its duration."""
+
+    def on_save(self, trainer: "Trainer", path: Path) -> None:
+        """After a checkpoint was written."""
 
 
 class Trainer:
@@ -135,6 +134,7 @@ class Trainer:
         self.carried = None  # the recurrent state carried between chunks (sequence regime)
         self.best = {"score": None, "step": None}
         self.last_eval = None
+        self.callbacks: list[TrainerCallback] = []
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -189,7 +189,7 @@ class Trainer:
         except (KeyError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"Checkpoint {source} cannot be resumed: {exc}") from None
         self.step = int(data["step"])
-        self.carried = state_from_payload(data.get("carried"), self.device)
+        self.carried = self.agent.carried_state_from_payload(data.get("carried"), self.device)
         self.best = data.get("best") or self.best
         rng = data["rng"]
         torch.set_rng_state(rng["torch"])
@@ -210,7 +210,7 @@ class Trainer:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "python": random.getstate(),
             },
-            "carried": state_to_payload(self.carried),
+            "carried": self.agent.carried_state_to_payload(self.carried),
             "config": self.config.to_dict(),
             "env_id": self.dataset.env_id,
             "dataset_id": self.dataset.dataset_id,
@@ -232,10 +232,13 @@ class Trainer:
                 f"The weights are non-finite at step {self.step} ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
                 f"{path.name} was not overwritten. {self._kept()} {self._divergence_advice()}")
         try:
-            return save_checkpoint(path, self.checkpoint_payload())
+            save_checkpoint(path, self.checkpoint_payload())
         except CheckpointWriteError as exc:
             raise RunWriteError(f"{exc} Training stopped at step {self.step}. {self._kept()} Free space or fix "
                                 f"the folder's permissions, then continue with: {self._resume_command()}") from None
+        for callback in self.callbacks:
+            callback.on_save(self, path)
+        return path
 
     def _kept(self) -> str:
         """What the run folder holds to continue from, for error messages."""
@@ -288,7 +291,7 @@ class Trainer:
         c = self.config.eval
         recorder = None
         if video_path is not None:
-            from envs.render import VideoRecorder, setup_headless_gl
+            from envs.evaluation.render import VideoRecorder, setup_headless_gl
 
             setup_headless_gl()
             recorder = VideoRecorder(video_path, width=240, height=240)
@@ -307,10 +310,11 @@ class Trainer:
         return result, metrics, improved
 
     # ------------------------------------------------------------------ the loop
-    def run(self) -> dict:
-        """Train to ``train.steps``, evaluating and checkpointing on the way; the run folder's lock is
-        released on return, whatever happened."""
+    def run(self, callbacks: list[TrainerCallback] = ()) -> dict:
+        """Train to ``train.steps``, evaluating and checkpointing on the way, calling ``callbacks`` at each
+        step, evaluation and checkpoint; the run folder's lock is released on return, whatever happened."""
         c = self.config
+        self.callbacks = list(callbacks)
         interrupted = {"flag": False}
 
         def on_interrupt(signum, frame):  # finish the current step, then save and stop
@@ -360,6 +364,8 @@ class Trainer:
             stats = self.train_step(self.sampler.sample())
             self.step += 1
             bar.update(1)
+            for callback in self.callbacks:
+                callback.on_step(self, stats)
             window_loss.append(stats["loss"])
             window_timesteps.append(stats["timesteps"])  # tensors: no host sync beyond train_step's finiteness check
             if self.step % c.train.log_every == 0 or self.step == c.train.steps:
@@ -410,6 +416,8 @@ class Trainer:
             raise EvaluationFailedError(f"The evaluation at step {self.step} failed: {type(exc).__name__}: "
                                         f"{str(exc).splitlines()[0] if str(exc) else ''}{where}.") from exc
         metrics["eval/seconds"] = time.perf_counter() - tick
+        for callback in self.callbacks:
+            callback.on_evaluation(self, result, metrics["eval/seconds"])
         logger.log(self.step, metrics)
         if video is not None:
             logger.log_video(self.step, "eval/video", video)

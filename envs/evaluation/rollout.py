@@ -44,11 +44,11 @@ class NonFiniteActionError(ValueError):
 
 
 def make_eval_env(env_id: str, **kwargs):
-    """One evaluation env: ``envs.environments.make_env`` when that module exists, ``gym.make`` otherwise."""
+    """One evaluation env: ``envs.evaluation.environments.make_env`` when that module exists, ``gym.make`` otherwise."""
     try:
-        from envs.environments import make_env
+        from envs.evaluation.environments import make_env
     except ModuleNotFoundError as error:
-        if error.name != "envs.environments":
+        if error.name != "envs.evaluation.environments":
             raise
         import gymnasium as gym
 
@@ -369,12 +369,12 @@ def evaluate_agent(
 ) -> EvaluationResult:
     """Roll ``agent`` out for ``num_episodes`` episodes per target return, all episodes at once.
 
-    - ``env_id``: gymnasium id (or dataset id when ``envs.environments`` resolves those).
+    - ``env_id``: gymnasium id (or dataset id when ``envs.evaluation.environments`` resolves those).
     - ``seed``: episode ``i`` resets with ``seed + i``, the same for every target and batch size.
     - ``mode``: one of ``agent.rollout_modes``; None (or "auto") uses ``agent.default_rollout_mode``.
     - ``ref_scores``: ``ReferenceScores`` for the normalised score; ``"auto"`` resolves D4RL's from
       ``env_id``; None (or an unknown task under ``"auto"``) leaves normalised scores out.
-    - ``render``: a ``envs.render.VideoRecorder`` (or anything with its methods); it is closed here.
+    - ``render``: a ``envs.evaluation.render.VideoRecorder`` (or anything with its methods); it is closed here.
     - ``max_episode_steps``: extra cap on episode length (the env's own time limit still applies).
     - ``batch_size``: episodes run together (default all); 1 runs them one by one.
     - ``num_threads``: torch threads during the rollout (restored afterwards); None leaves them.

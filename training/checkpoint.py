@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents import build_agent
+from configs.schema import with_added_keys
+
 CHECKPOINT_FORMAT = 1
 
 
@@ -140,10 +143,6 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu"):
 
     ``info``: ``env_id``, ``dataset_id``, ``ref_min_score``, ``ref_max_score``, ``config`` (dict), ``step``.
     """
-    from configs.schema import with_added_keys
-
-    from .factory import build_agent
-
     data = read_checkpoint(path)
     try:
         agent = build_agent(with_added_keys(data["config"])["model"], data["obs_dim"], data["act_dim"])

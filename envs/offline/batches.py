@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.normalization import StateNormalizer
+from envs.offline.normalization import StateNormalizer
 
 DEFAULT_MAX_TIMESTEP = 1000
 DEFAULT_RETURN_SCALE = 1000.0

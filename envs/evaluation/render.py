@@ -194,7 +194,7 @@ def open_video_writer(path: str | Path, fps: float):
 class VideoRecorder:
     """Records episodes of a rollout into one video, episode after episode.
 
-    The rollout (``envs.rollout.evaluate_agent``) builds the recorded episodes' envs with
+    The rollout (``envs.evaluation.rollout.evaluate_agent``) builds the recorded episodes' envs with
     ``env_kwargs()``, and after the reset and after every env step asks ``wants_frame``; only then does
     it call ``env.render()`` and hand the frame to ``add_frame``. Frames are kept at steps 0, s, 2s, ...
     and the episode's last step (s = ``stride``, set from the env's frame rate by ``configure``).
