@@ -105,7 +105,9 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from envs.evaluation.render import VideoRecorder
-    from envs.evaluation.rollout import check_env_matches_agent, evaluate_agent, make_eval_env, results_markdown
+    from envs.evaluation.environments import check_env_matches_agent, make_env
+    from envs.evaluation.results import results_markdown
+    from envs.evaluation.rollout import evaluate_agent
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> dict:
         if mode is not None and available and mode not in available:
             raise UsageError(f"--mode {mode}: this agent's rollout modes are {', '.join(available)}")
     if args.env is not None:  # fail before any rollout when the override does not fit the agent
-        env = make_eval_env(args.env)
+        env = make_env(args.env)
         try:
             check_env_matches_agent(env, agent, args.env, trained_on=info.get("env_id"))
         finally:
@@ -176,7 +178,8 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from envs.evaluation.render import RenderError
-    from envs.evaluation.rollout import EnvironmentMismatchError, NonFiniteActionError
+    from envs.evaluation.environments import EnvironmentMismatchError
+    from envs.evaluation.rollout import NonFiniteActionError
 
     from envs.offline import DatasetError
 

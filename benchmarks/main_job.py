@@ -76,7 +76,7 @@ def run_job(seed: int, root: Path) -> dict:
 
 def reference_run(run_dir: Path, log=print) -> dict:
     """d3rlpy's DT with the job's resolved config (``run_dir/config.yaml``) on the dataset the job used."""
-    from training.trainer import load_training_dataset
+    from training.resources import load_training_dataset
     from benchmarks.peers import d3rlpy_dt
     from configs.schema import load_config
 

@@ -143,9 +143,9 @@ def agent_step_times(args, log) -> list[dict]:
 def raw_env_floor(env_id: str, num_envs: int, total_steps: int, seed: int = 0) -> dict:
     """Step ``num_envs`` envs with random actions in a Python loop until ``total_steps`` env steps, resetting
     finished ones: env steps per second with a free agent."""
-    from envs.evaluation.rollout import make_eval_env
+    from envs.evaluation.environments import make_env
 
-    envs = [make_eval_env(env_id) for _ in range(num_envs)]
+    envs = [make_env(env_id) for _ in range(num_envs)]
     rng = np.random.default_rng(seed)
     try:
         done_steps, start = 0, time.perf_counter()  # resets timed, as in the evaluation loop

@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from envs.evaluation.rollout import (
-    EnvironmentMismatchError,
-    EvaluationResult,
-    evaluate_agent,
-    results_markdown,
-)
+from envs.evaluation.environments import EnvironmentMismatchError
+from envs.evaluation.results import EvaluationResult, results_markdown
+from envs.evaluation.rollout import evaluate_agent
 from envs.scores import ReferenceScores, d4rl_reference_scores, normalized_score
 
 ENV_ID = "Hopper-v5"

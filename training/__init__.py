@@ -6,9 +6,9 @@ agent and produces a run folder; nothing below imports it.
 
 from .checkpoint import CheckpointError, CheckpointWriteError, load_agent, read_checkpoint, save_checkpoint
 from .run_lock import RunFolderError, RunInUseError, RunLock
-from .trainer import (
-    EvaluationFailedError, Trainer, TrainerCallback, TrainingDivergedError, TrainingStopped, RunWriteError,
-)
+from .callbacks import TrainerCallback
+from .faults import EvaluationFailedError, RunWriteError, TrainingDivergedError, TrainingStopped
+from .trainer import Trainer
 
 __all__ = [
     "CheckpointError", "CheckpointWriteError", "load_agent", "read_checkpoint", "save_checkpoint",

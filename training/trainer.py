@@ -13,7 +13,6 @@ message says what happened, what was kept and what to try.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import time
@@ -24,82 +23,29 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from configs.schema import ConfigError, ExperimentConfig, TrainConfig, load_config
+from configs.schema import ConfigError, ExperimentConfig, load_config
 from envs.offline.batches import SequenceSampler, WindowSampler
-from envs.offline import SAMPLE_DATASET_ID, DatasetNotFoundError, load_dataset
+from envs.offline import load_dataset
 from envs.offline.normalization import StateNormalizer
 from envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
 from envs.scores import ReferenceScores
 from agents import build_agent
 from rl_minrnn import detach_state, mask_state
 
+from .callbacks import TrainerCallback
 from .checkpoint import CheckpointError, CheckpointWriteError, load_weights, read_checkpoint, save_checkpoint
+from .faults import (
+    EvaluationFailedError, RunWriteError, TrainingDivergedError, TrainingStopped, divergence_advice, kept_checkpoint,
+    resume_command,
+)
 from .optimizer import build_optimizer
 from .run_lock import RunLock
+from .resources import configure_threads, load_training_dataset, select_device
 from .run_logging import MetricsLogger
 
 # Keys that may change when a run is resumed; everything else must match the checkpoint.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.device", "train.threads",
                   "train.compile", "eval.")
-
-
-class TrainingStopped(Exception):
-    """Training started and stopped on a fault; the message says what was kept and what to try."""
-
-
-class TrainingDivergedError(TrainingStopped):
-    """A non-finite loss, gradient or weight."""
-
-
-class EvaluationFailedError(TrainingStopped):
-    """An evaluation raised (an environment or renderer error); ``last.pt`` holds the step reached."""
-
-
-class RunWriteError(TrainingStopped):
-    """A checkpoint or a log could not be written (disk full, folder not writable)."""
-
-
-def configure_threads(requested: int) -> int:
-    """Half the cores (at least 1, at most 4) unless told otherwise: a thread that has to share its core
-    with the evaluation envs or another job is catastrophic (on 2 cores, 2 threads beside a busy process
-    ran 5-10x slower than 1), and beyond 4 these small models gain nothing."""
-    threads = requested or max(1, min(4, (os.cpu_count() or 1) // 2))
-    torch.set_num_threads(threads)
-    return threads
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: cuda was asked for but torch sees no CUDA device; use train.device=cpu")
-    return torch.device(name)
-
-
-def load_training_dataset(config: ExperimentConfig, log=print):
-    """The configured dataset, or the Hopper sample shipped with the project when allowed and needed."""
-    try:
-        return load_dataset(config.dataset.id)
-    except DatasetNotFoundError as exc:
-        if not config.dataset.fallback_to_sample:
-            raise
-        log(f"Dataset {config.dataset.id!r} is not available offline ({str(exc).splitlines()[0]}).\n"
-            f"Using the Hopper sample dataset shipped with the project instead: {SAMPLE_DATASET_ID!r}.")
-        return load_dataset(SAMPLE_DATASET_ID, download=False)
-
-
-class TrainerCallback:
-    """Hooks into ``Trainer.run`` (benchmarks time and collect evaluations, a scheduler reports them):
-    subclass and override what you need; each gets the trainer, whose ``step`` is the step just done."""
-
-    def on_step(self, trainer: "Trainer", stats: dict) -> None:
-        """After every optimisation step; ``stats`` holds ``loss``, ``grad_norm``, ``timesteps`` (tensors)."""
-
-    def on_evaluation(self, trainer: "Trainer", result, seconds: float) -> None:
-        """After every evaluation: ``result`` is the ``EvaluationResult``, ``seconds`` its duration."""
-
-    def on_save(self, trainer: "Trainer", path: Path) -> None:
-        """After a checkpoint was written."""
 
 
 class Trainer:
@@ -230,33 +176,15 @@ class Trainer:
         if bad:
             raise TrainingDivergedError(
                 f"The weights are non-finite at step {self.step} ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
-                f"{path.name} was not overwritten. {self._kept()} {self._divergence_advice()}")
+                f"{path.name} was not overwritten. {kept_checkpoint(self.run_dir)} {divergence_advice(self.config.train)}")
         try:
             save_checkpoint(path, self.checkpoint_payload())
         except CheckpointWriteError as exc:
-            raise RunWriteError(f"{exc} Training stopped at step {self.step}. {self._kept()} Free space or fix "
-                                f"the folder's permissions, then continue with: {self._resume_command()}") from None
+            raise RunWriteError(f"{exc} Training stopped at step {self.step}. {kept_checkpoint(self.run_dir)} Free space or fix "
+                                f"the folder's permissions, then continue with: {resume_command(self.run_dir)}") from None
         for callback in self.callbacks:
             callback.on_save(self, path)
         return path
-
-    def _kept(self) -> str:
-        """What the run folder holds to continue from, for error messages."""
-        path = self.run_dir / "checkpoints" / "last.pt"
-        try:
-            step = read_checkpoint(path)["step"]
-        except CheckpointError:
-            return "No checkpoint of this run could be read; it must start again."
-        return f"{path} holds step {step}."
-
-    def _resume_command(self) -> str:
-        return f"python train_agent.py --resume {self.run_dir}"
-
-    def _divergence_advice(self) -> str:
-        t, default = self.config.train, TrainConfig()
-        clip = f"now {t.grad_clip:g}" if t.grad_clip else f"now off; the default is {default.grad_clip:g}"
-        return (f"Try, in a new run: a lower train.lr (now {t.lr:g}), gradient clipping train.grad_clip ({clip}), "
-                f"or a longer train.warmup_steps (now {t.warmup_steps}).")
 
     # ------------------------------------------------------------------ optimisation
     def _to_tensors(self, batch: dict) -> dict:
@@ -278,8 +206,8 @@ class Trainer:
         if not bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)):  # before the update touches the weights
             raise TrainingDivergedError(
                 f"Training diverged at step {self.step + 1}: loss {float(loss.detach()):g}, gradient norm {float(grad_norm):g}. "
-                f"The weights were not updated with it and no checkpoint was overwritten. {self._kept()} "
-                f"{self._divergence_advice()}")
+                f"The weights were not updated with it and no checkpoint was overwritten. {kept_checkpoint(self.run_dir)} "
+                f"{divergence_advice(self.config.train)}")
         self.optimizer.step()
         self.scheduler.step()
         if self.config.train.regime == "sequence":
@@ -340,8 +268,8 @@ class Trainer:
                 self._save_after_failure(exc)
                 if isinstance(exc, OSError):
                     raise RunWriteError(f"Writing the run's logs in {self.run_dir} failed at step {self.step} "
-                                        f"({exc.strerror or exc}). {self._kept()} Free space or fix the folder's "
-                                        f"permissions, then continue with: {self._resume_command()}") from exc
+                                        f"({exc.strerror or exc}). {kept_checkpoint(self.run_dir)} Free space or fix the folder's "
+                                        f"permissions, then continue with: {resume_command(self.run_dir)}") from exc
                 raise
             else:
                 self.save("last")
@@ -353,7 +281,7 @@ class Trainer:
             self.lock.release()
         if interrupted["flag"]:
             self.log(f"Interrupted at step {self.step}: saved {self.run_dir / 'checkpoints' / 'last.pt'}; "
-                     f"continue with: {self._resume_command()}")
+                     f"continue with: {resume_command(self.run_dir)}")
         return {"step": self.step, "best": self.best, "last_eval": self.last_eval, "interrupted": interrupted["flag"]}
 
     def _loop(self, logger: MetricsLogger, bar, interrupted: dict) -> None:
@@ -395,7 +323,7 @@ class Trainer:
             return
         if isinstance(exc, EvaluationFailedError):
             exc.args = (f"{exc} Training state saved at step {self.step} in {path}; continue with: "
-                        f"{self._resume_command()} (add --set eval.every=0 to train without evaluating).",)
+                        f"{resume_command(self.run_dir)} (add --set eval.every=0 to train without evaluating).",)
 
     def _evaluate_and_log(self, logger: MetricsLogger, bar) -> None:
         tick = time.perf_counter()
@@ -405,7 +333,7 @@ class Trainer:
         except NonFiniteActionError as exc:  # finite weights, non-finite outputs: diverged all the same
             raise TrainingDivergedError(
                 f"Training diverged at step {self.step}: the evaluation's actions are non-finite ({exc}). "
-                f"No checkpoint was written with these weights. {self._kept()} {self._divergence_advice()}") from None
+                f"No checkpoint was written with these weights. {kept_checkpoint(self.run_dir)} {divergence_advice(self.config.train)}") from None
         except Exception as exc:
             log_path = self.run_dir / "error.log"
             try:

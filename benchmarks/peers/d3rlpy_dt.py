@@ -122,7 +122,7 @@ def worker_spec(config, dataset, data_path: Path) -> dict:
 
 def to_evaluation(targets: list[dict], dataset, spec: dict):
     """A worker evaluation as this project's ``EvaluationResult`` (the same summaries and score)."""
-    from envs.evaluation.rollout import EvaluationResult, TargetResult
+    from envs.evaluation.results import EvaluationResult, TargetResult
     from envs.scores import ReferenceScores
 
     refs = None

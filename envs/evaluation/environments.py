@@ -66,3 +66,32 @@ def make_vector_env(env_id_or_dataset, num_envs: int, render_mode=None, autorese
     if autoreset_mode is not None:
         vkw["autoreset_mode"] = autoreset_mode
     return gym.vector.SyncVectorEnv(fns, **vkw)
+
+
+class EnvironmentMismatchError(ValueError):
+    """The environment's observation or action size differs from what the agent was trained on."""
+
+
+def env_dims(env) -> tuple[int, int]:
+    """(obs_dim, act_dim) of a flat Box-observation, Box-action env."""
+    obs_shape = env.observation_space.shape
+    act_shape = env.action_space.shape
+    if obs_shape is None or len(obs_shape) != 1 or act_shape is None or len(act_shape) != 1:
+        raise EnvironmentMismatchError(
+            f"Expected flat observation and action vectors, got observation shape {obs_shape} and "
+            f"action shape {act_shape}"
+        )
+    return int(obs_shape[0]), int(act_shape[0])
+
+
+def check_env_matches_agent(env, agent, env_id: str = "the environment", trained_on: str | None = None) -> None:
+    """Raise ``EnvironmentMismatchError`` naming both sizes when env and agent disagree."""
+    obs_dim, act_dim = env_dims(env)
+    if (obs_dim, act_dim) != (int(agent.obs_dim), int(agent.act_dim)):
+        origin = f" (trained on {trained_on})" if trained_on else ""
+        raise EnvironmentMismatchError(
+            f"{env_id} has observations of size {obs_dim} and actions of size {act_dim}, but the "
+            f"agent{origin} expects observations of size {agent.obs_dim} and actions of size "
+            f"{agent.act_dim}. Pick an environment of the same task (or drop --env)."
+        )
+
