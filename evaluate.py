@@ -80,7 +80,8 @@ def _reference_scores(info: dict, env_id: str, overridden: bool):
     try:
         if same_task:
             return resolve_reference_scores(
-                info.get("dataset_id") or env_id, info.get("ref_min_score"), info.get("ref_max_score")
+                info.get("dataset_id") or env_id, info.get("ref_min_score"), info.get("ref_max_score"),
+                source=info.get("ref_source") or "dataset",  # checkpoints before ref_source: "dataset"
             )
         return resolve_reference_scores(env_id)
     except KeyError:

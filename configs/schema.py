@@ -14,6 +14,12 @@ from typing import Any, get_origin, get_type_hints
 
 import yaml
 
+from agents import AGENTS
+from agents.embeddings import TOKEN_LAYOUTS
+from agents.initialisation import INIT_SCHEMES
+from envs.offline.batches import WINDOW_SAMPLING
+from rl_minrnn import CELLS
+
 CONFIG_DIR = Path(__file__).resolve().parent
 
 
@@ -89,16 +95,19 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
+# Options come from the registries that implement them (a new cell, agent kind or token layout is one
+# line there); the options listed here are implemented in ``training`` and read from here.
+ROLLOUT_MODES = tuple(dict.fromkeys(mode for agent in AGENTS.values() for mode in agent.rollout_modes))
 CHOICES = {
-    "model.kind": ("decision_rnn", "decision_transformer"),
-    "model.cell": ("mingru", "minlstm"),
-    "model.tokens": ("interleaved", "fused"),
-    "model.init": ("gpt", "d3rlpy", "pytorch"),
+    "model.kind": tuple(AGENTS),
+    "model.cell": tuple(CELLS),
+    "model.tokens": TOKEN_LAYOUTS,
+    "model.init": INIT_SCHEMES,
     "train.weight_decay_on": ("matrices", "all"),
-    "train.window_sampling": ("start", "end", "cover"),
+    "train.window_sampling": WINDOW_SAMPLING,
     "train.regime": ("window", "sequence"),
     "train.device": ("auto", "cpu", "cuda"),
-    "eval.mode": ("auto", "recurrent", "window"),
+    "eval.mode": ("auto", *ROLLOUT_MODES),
 }
 POSITIVE = {
     "model.width", "model.depth", "model.context", "model.max_timestep", "model.heads", "train.steps",
@@ -168,10 +177,12 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if config.model.kind == "decision_transformer":
         if config.train.regime == "sequence":
             raise ConfigError("train.regime: the decision_transformer trains on windows only, set train.regime=window")
-        if config.eval.mode == "recurrent":
-            raise ConfigError("eval.mode: the decision_transformer has no recurrent mode, use auto or window")
         if config.model.width % config.model.heads:
             raise ConfigError(f"model.heads: must divide model.width ({config.model.width}), got {config.model.heads}")
+    modes = AGENTS[config.model.kind].rollout_modes
+    if config.eval.mode != "auto" and config.eval.mode not in modes:
+        raise ConfigError(f"eval.mode: the {config.model.kind} rolls out in {', '.join(modes)} mode only, "
+                          f"got {config.eval.mode!r}; use auto (its default) or one of those")
     if not config.eval.target_returns:
         raise ConfigError("eval.target_returns: give at least one target return")
     return config

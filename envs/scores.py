@@ -53,11 +53,13 @@ def d4rl_reference_scores(env_or_dataset_id: str) -> ReferenceScores:
 
 
 def resolve_reference_scores(
-    env_or_dataset_id: str, ref_min_score: float | None = None, ref_max_score: float | None = None
+    env_or_dataset_id: str, ref_min_score: float | None = None, ref_max_score: float | None = None,
+    source: str = "dataset",
 ) -> ReferenceScores:
-    """The dataset's own reference scores when it has both, D4RL's constants otherwise."""
+    """The given reference scores when both are given (``source`` says where they came from: a dataset's
+    metadata, or a checkpoint that recorded its dataset's), D4RL's constants otherwise."""
     if ref_min_score is not None and ref_max_score is not None:
-        return ReferenceScores(float(ref_min_score), float(ref_max_score), "dataset")
+        return ReferenceScores(float(ref_min_score), float(ref_max_score), source)
     return d4rl_reference_scores(env_or_dataset_id)
 
 

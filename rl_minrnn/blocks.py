@@ -98,7 +98,6 @@ class MinRNNBlock(nn.Module):
         return x_t, BlockState(h, conv_buffer)
 
 
-StackState = list  # one BlockState per layer
 
 
 class MinRNNStack(nn.Module):

@@ -197,3 +197,15 @@ def test_evaluation_videos_are_recorded(tiny_dataset, tmp_path):
     video = tmp_path / "videos" / "step0000005.mp4"
     assert video.is_file() and video.stat().st_size > 0
     assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_reference_scores_keep_their_source(make_offline_dataset, tmp_path):
+    """A dataset without its own reference scores is scored with D4RL's for its task, and the run says so
+    (it was labelled "dataset" before); a checkpoint carries the label to evaluate.py."""
+    data = make_offline_dataset([12, 12], obs_dim=11, act_dim=3, env_id="Hopper-v5")
+    assert data.reference_scores.source == "d4rl"
+    trainer = Trainer(config("train.steps=2"), tmp_path, progress=False, dataset=data)
+    assert trainer.ref_scores == data.reference_scores
+    trainer.run()
+    _, info = load_agent(tmp_path / "checkpoints" / "last.pt")
+    assert info["ref_source"] == "d4rl" and info["ref_max_score"] == pytest.approx(3234.3)

@@ -150,5 +150,5 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu"):
         raise CheckpointError(f"Checkpoint {path} holds a model config this version cannot build: {exc}") from None
     load_weights(agent, data["model"], str(path))
     agent.to(device).eval()
-    info = {k: data.get(k) for k in ("env_id", "dataset_id", "ref_min_score", "ref_max_score", "config", "step", "best")}
+    info = {k: data.get(k) for k in ("env_id", "dataset_id", "ref_min_score", "ref_max_score", "ref_source", "config", "step", "best")}
     return agent, info

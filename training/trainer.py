@@ -28,7 +28,6 @@ from envs.offline.batches import SequenceSampler, WindowSampler
 from envs.offline import load_dataset
 from envs.offline.normalization import StateNormalizer
 from envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
-from envs.scores import ReferenceScores
 from agents import build_agent
 from rl_minrnn import detach_state, mask_state
 
@@ -67,8 +66,7 @@ class Trainer:
         self.device = select_device(config.train.device)
         self.threads = configure_threads(config.train.threads)
         self.dataset = dataset if dataset is not None else load_training_dataset(config, self.log)
-        has_refs = self.dataset.ref_min_score is not None and self.dataset.ref_max_score is not None
-        self.ref_scores = ReferenceScores(self.dataset.ref_min_score, self.dataset.ref_max_score, "dataset") if has_refs else None
+        self.ref_scores = self.dataset.reference_scores  # its own, or D4RL's for its task, labelled as such
         self.normalizer = StateNormalizer.from_dataset(self.dataset)
         self._seed_everything(config.seed)
         self.agent = build_agent(config.model, self.dataset.obs_dim, self.dataset.act_dim,
@@ -162,6 +160,7 @@ class Trainer:
             "dataset_id": self.dataset.dataset_id,
             "ref_min_score": self.dataset.ref_min_score,
             "ref_max_score": self.dataset.ref_max_score,
+            "ref_source": self.ref_scores.source if self.ref_scores is not None else None,
             "obs_dim": self.dataset.obs_dim,
             "act_dim": self.dataset.act_dim,
             "best": self.best,

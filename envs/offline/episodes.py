@@ -97,10 +97,6 @@ class Episode:
     def total_return(self) -> float:
         return float(np.sum(self.rewards, dtype=np.float64))
 
-    def returns_to_go(self) -> np.ndarray:
-        """Undiscounted sum of rewards from t to the episode's end, float64 (T,)."""
-        return np.cumsum(self.rewards[::-1], dtype=np.float64)[::-1].copy()
-
 
 class OfflineDataset:
     """Episodes of one dataset plus what evaluation needs (env id, reference scores, state statistics)."""

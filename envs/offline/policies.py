@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import zipfile
 from pathlib import Path
 
@@ -199,13 +198,3 @@ def _policy_info(path: Path) -> dict:
         raise PolicyError(f"Cannot read {index}: {exc}.") from exc
     entry = data.get(path.stem) if isinstance(data, dict) else None
     return entry if isinstance(entry, dict) else {}
-
-
-def policy_env_name(path: str | os.PathLike) -> str | None:
-    """'hopper-sac.npz' -> 'hopper' (the task the policy was trained on, from its file name)."""
-    match = re.match(r"([a-z0-9]+)", Path(path).stem.lower())
-    return match.group(1) if match else None
-
-
-def load_policy(path, activation: str | None = None, squash: str | None = None) -> MLPPolicy:
-    return MLPPolicy.load(path, activation, squash)
