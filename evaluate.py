@@ -9,6 +9,9 @@ seed ``seed + i``. Prints a Markdown table and writes the same numbers (and ever
 as JSON. Exit code 2 with a one-line message for a missing or unreadable checkpoint, an environment
 that does not fit the agent, an agent that produces non-finite actions (a diverged checkpoint), or
 rendering that cannot work here.
+
+``--checkpoint`` also takes a policy exported by ``python -m deploy.export`` (``.onnx``, or TorchScript),
+run through the same rollout, seeds and tables (``deploy.runtime.ExportedAgent``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint file written by train_agent.py")
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="checkpoint file written by train_agent.py, or a policy exported by python -m deploy.export "
+                   "(.onnx, or TorchScript .pt)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per target return (all run at once)")
     p.add_argument(
         "--target-return", type=float, action="append", dest="target_returns",
@@ -63,7 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: Path, device: str):
+def _load(path: Path, device: str, threads: int | None = 1):
+    from deploy.runtime import ExportedPolicyError, is_exported_file, load_exported_agent
+
+    if is_exported_file(path):  # an exported policy runs through the same rollout and tables
+        try:
+            return load_exported_agent(path, threads=threads)
+        except ExportedPolicyError as error:
+            raise UsageError(str(error)) from None
     from training import CheckpointError, load_agent
 
     try:
@@ -112,7 +124,7 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    agent, info = _load(args.checkpoint, args.device)
+    agent, info = _load(args.checkpoint, args.device, args.threads)
     env_id = args.env or info.get("env_id")
     if not env_id:
         raise UsageError("The checkpoint names no environment; give --env")
