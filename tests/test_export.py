@@ -107,13 +107,15 @@ def assert_informative(actions):
 # ------------------------------------------------------------------------------ the step equals PyTorch's
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("cell, tokens, conv", [
-    ("mingru", "interleaved", 0), ("mingru", "fused", 0), ("minlstm", "interleaved", 0), ("minlstm", "fused", 0),
-    ("mingru", "interleaved", 3),  # the convolution's token-by-token path
+@pytest.mark.parametrize("cell, tokens, conv, expansion", [
+    ("mingru", "interleaved", 0, 1.0), ("mingru", "fused", 0, 1.0), ("minlstm", "interleaved", 0, 1.0),
+    ("minlstm", "fused", 0, 1.5),  # a hidden width other than the model's: the cell's output projection
+    ("mingru", "interleaved", 3, 1.0),  # the convolution's token-by-token path
 ])
-def test_recurrent_step_equals_pytorch_over_an_episode(cell, tokens, conv, fmt, tmp_path):
-    want = reference("rnn", "recurrent", cell=cell, tokens=tokens, conv=conv)
-    got = exported_rollout(make_agent("rnn", cell=cell, tokens=tokens, conv=conv), tmp_path, fmt)
+def test_recurrent_step_equals_pytorch_over_an_episode(cell, tokens, conv, expansion, fmt, tmp_path):
+    config = dict(cell=cell, tokens=tokens, conv=conv, expansion=expansion)
+    want = reference("rnn", "recurrent", **config)
+    got = exported_rollout(make_agent("rnn", **config), tmp_path, fmt)
     assert got.shape == (EPISODE, 2, ACT)
     assert_informative(want)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
