@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -32,6 +30,7 @@ import torch
 
 from agents.base import DecisionAgent
 from agents.decision_rnn import DecisionRNN
+from training.checkpoint import write_atomically
 
 from .graphs import FIRST_INPUTS, step_module
 from .metadata import (FORMAT, FORMAT_VERSION, METADATA_KEY, TORCHSCRIPT_EXTRA_FILE, ExportedPolicyError,
@@ -140,22 +139,6 @@ def build_metadata(step, agent: DecisionAgent, mode: str, fmt: str, info: dict, 
     }
 
 
-def _write_atomically(out: Path, write) -> None:
-    """``write(tmp)`` then rename: a failed export never leaves a half-written file under ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the export is an ordinary file
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _export_onnx(step, example, names, output_names, meta, out: Path) -> None:
     from torch.export import Dim
 
@@ -177,7 +160,7 @@ def _export_onnx(step, example, names, output_names, meta, out: Path) -> None:
             quiet.setLevel(level)
     meta["exported_with"]["onnx_opset"] = int(program.model.opset_imports.get("", 0))
     program.model.metadata_props[METADATA_KEY] = json.dumps(meta)
-    _write_atomically(out, lambda tmp: program.save(tmp, external_data=False))
+    write_atomically(out, lambda tmp: program.save(tmp, external_data=False))
 
 
 def _export_torchscript(step, example, meta, out: Path) -> None:
@@ -186,7 +169,7 @@ def _export_torchscript(step, example, meta, out: Path) -> None:
         # loads without Python, which is what this format is for.
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(step, example, check_trace=False)
-        _write_atomically(out, lambda tmp: torch.jit.save(traced, tmp, _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(meta)}))
+        write_atomically(out, lambda tmp: torch.jit.save(traced, tmp, _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(meta)}))
 
 
 def check_export(step, path: Path, atol: float = CHECK_ATOL, steps: int = 5, seed: int = 0) -> float:

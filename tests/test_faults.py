@@ -327,3 +327,17 @@ def test_bad_files_are_one_line_errors(case, tiny_dataset, minari_store, tmp_pat
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
         proc = cli("train_agent.py", *train_args(tmp_path / "run2", new_id, "train.steps=5"))
         assert_one_line_error(proc, 2, "Cannot read the Minari dataset", "rebuild")
+
+
+def test_checkpoints_get_the_usual_file_permissions(tiny_dataset, tmp_path):
+    """``mkstemp`` makes its file private (0600); a checkpoint others on the machine may evaluate keeps
+    the umask's permissions after the atomic rename."""
+    from training import Trainer
+    from configs.schema import load_config
+
+    umask = os.umask(0o022)
+    try:
+        Trainer(load_config(overrides=SMALL + ["train.steps=2"]), tmp_path, progress=False, dataset=tiny_dataset).run()
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "checkpoints" / "last.pt").stat().st_mode & 0o777 == 0o644

@@ -53,33 +53,41 @@ def unpack(obj):
     return obj
 
 
-def save_checkpoint(path: str | Path, payload: dict) -> Path:
-    """Write ``payload`` to ``path`` atomically: a crash or a failed write leaves the previous file intact.
-
-    The bytes go to a temporary file in the same folder, are flushed to disk, and only then replace
-    ``path`` (``os.replace`` is atomic); the folder is synced so the rename survives a power cut. A write
-    that fails (disk full, file too large, folder not writable) raises ``CheckpointWriteError``.
-    """
+def write_atomically(path: str | Path, write) -> Path:
+    """``write(tmp)`` writes the file's bytes to the path ``tmp``; only a complete, synced file replaces
+    ``path`` (``os.replace`` is atomic), and the folder is synced so the rename survives a power cut. A
+    crash or a failed write leaves the previous file intact and no temporary file behind. The file gets
+    the usual permissions (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
     path = Path(path)
-    tmp = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(pack({"format": CHECKPOINT_FORMAT, **payload}), f)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
         tmp = None
         _fsync_folder(path.parent)
-    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
-        previous = "the previous file is intact" if path.is_file() else "there was no previous file"
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
-        raise CheckpointWriteError(f"Could not write the checkpoint {path} ({reason}); {previous}.") from exc
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` to ``path`` with ``write_atomically``; a write that fails (disk full, file too
+    large, folder not writable) raises ``CheckpointWriteError`` and leaves the previous file intact."""
+    path = Path(path)
+    try:
+        return write_atomically(path, lambda tmp: torch.save(pack({"format": CHECKPOINT_FORMAT, **payload}), tmp))
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
+        previous = "the previous file is intact" if path.is_file() else "there was no previous file"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+        raise CheckpointWriteError(f"Could not write the checkpoint {path} ({reason}); {previous}.") from exc
 
 
 def _fsync_folder(folder: Path) -> None:
