@@ -10,7 +10,7 @@ as JSON. Exit code 2 with a one-line message for a missing or unreadable checkpo
 that does not fit the agent, an agent that produces non-finite actions (a diverged checkpoint), or
 rendering that cannot work here.
 
-``--checkpoint`` also takes a policy exported by ``python -m deploy.export`` (``.onnx``, or TorchScript),
+``--checkpoint`` also takes a policy exported by ``python -m rl_minrnn.deploy.export`` (``.onnx``, or TorchScript),
 run through the same rollout, seeds and tables (``deploy.runtime.ExportedAgent``).
 """
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--checkpoint", type=Path, required=True,
-                   help="checkpoint file written by train_agent.py, or a policy exported by python -m deploy.export "
+                   help="checkpoint file written by train_agent.py, or a policy exported by python -m rl_minrnn.deploy.export "
                    "(.onnx, or TorchScript .pt)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per target return (all run at once)")
     p.add_argument(
@@ -69,14 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(path: Path, device: str, threads: int | None = 1):
-    from deploy.runtime import ExportedPolicyError, is_exported_file, load_exported_agent
+    from rl_minrnn.deploy.runtime import ExportedPolicyError, is_exported_file, load_exported_agent
 
     if is_exported_file(path):  # an exported policy runs through the same rollout and tables
         try:
             return load_exported_agent(path, threads=threads)
         except ExportedPolicyError as error:
             raise UsageError(str(error)) from None
-    from training import CheckpointError, load_agent
+    from rl_minrnn.training import CheckpointError, load_agent
 
     try:
         return load_agent(path, device=device)
@@ -85,7 +85,7 @@ def _load(path: Path, device: str, threads: int | None = 1):
 
 
 def _reference_scores(info: dict, env_id: str, overridden: bool):
-    from envs.scores import resolve_reference_scores, task_name
+    from rl_minrnn.envs.scores import resolve_reference_scores, task_name
 
     trained_env = info.get("env_id") or ""
     same_task = not overridden or task_name(env_id) == task_name(trained_env)
@@ -110,17 +110,17 @@ def run(args: argparse.Namespace) -> dict:
     if args.episodes < 1:
         raise UsageError("--episodes must be at least 1")
     if args.render is not None:
-        from envs.evaluation.render import setup_headless_gl
+        from rl_minrnn.envs.evaluation.render import setup_headless_gl
 
         backend = setup_headless_gl()  # before any rendering context exists
         print(f"rendering with MUJOCO_GL={backend}", file=sys.stderr)
 
     import torch
 
-    from envs.evaluation.render import VideoRecorder
-    from envs.evaluation.environments import check_env_matches_agent, make_env
-    from envs.evaluation.results import results_markdown
-    from envs.evaluation.rollout import evaluate_agent
+    from rl_minrnn.envs.evaluation.render import VideoRecorder
+    from rl_minrnn.envs.evaluation.environments import check_env_matches_agent, make_env
+    from rl_minrnn.envs.evaluation.results import results_markdown
+    from rl_minrnn.envs.evaluation.rollout import evaluate_agent
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -190,11 +190,11 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from envs.evaluation.render import RenderError
-    from envs.evaluation.environments import EnvironmentMismatchError
-    from envs.evaluation.rollout import NonFiniteActionError
+    from rl_minrnn.envs.evaluation.render import RenderError
+    from rl_minrnn.envs.evaluation.environments import EnvironmentMismatchError
+    from rl_minrnn.envs.evaluation.rollout import NonFiniteActionError
 
-    from envs.offline import DatasetError
+    from rl_minrnn.envs.offline import DatasetError
 
     known = (UsageError, EnvironmentMismatchError, NonFiniteActionError, RenderError, DatasetError)
     try:

@@ -27,7 +27,7 @@ DEFAULT_CONFIG = ROOT / "configs" / "hopper-medium.yaml"
 
 
 def parse_args(argv=None):
-    from configs.schema import field_help
+    from rl_minrnn.configs.schema import field_help
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -46,9 +46,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from configs.schema import ConfigError, load_config, profile_path
-    from envs.offline import DatasetError
-    from training import CheckpointError, RunFolderError, RunInUseError, RunLock, Trainer, TrainingStopped
+    from rl_minrnn.configs.schema import ConfigError, load_config, profile_path
+    from rl_minrnn.envs.offline import DatasetError
+    from rl_minrnn.training import CheckpointError, RunFolderError, RunInUseError, RunLock, Trainer, TrainingStopped
 
     overrides = list(args.overrides) + (["train.compile=true"] if args.compile else [])
     default_job = not (args.config or args.profile or args.resume or args.overrides)

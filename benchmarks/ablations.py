@@ -6,9 +6,9 @@ same configs, budget, evaluation episodes and seeds); a run is the suite's ``tra
 table has a row per variant and a column per (dataset, agent): ``last ± std / best ± std`` over seeds of
 the normalised score, plus the score at each target return (how the return-to-go conditioning behaves).
 
-    python benchmarks/ablations.py                                   # all variants, default datasets/agents
-    python benchmarks/ablations.py --variants fixed init-pytorch --agents mingru --seeds 0
-    python benchmarks/ablations.py --aggregate-only
+    python -m benchmarks.ablations                                   # all variants, default datasets/agents
+    python -m benchmarks.ablations --variants fixed init-pytorch --agents mingru --seeds 0
+    python -m benchmarks.ablations --aggregate-only
 
 Writes ``<out>/runs/<variant>__<dataset>__<agent>__seed<k>.json`` (the suite's run record plus the
 variant) and ``<out>/ablations.md`` / ``ablations.json`` (default out: ``benchmarks/results/ablations``).
@@ -23,12 +23,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks import suite  # noqa: E402
-from benchmarks.common import machine_info, markdown_table, write_json  # noqa: E402
+from benchmarks import suite
+from benchmarks.common import machine_info, markdown_table, write_json
 
 # name -> (what it is, overrides, the agents it is run for). "fixed" is the configuration as shipped; the
 # others undo one choice or try an alternative.
@@ -129,7 +128,7 @@ def main(argv=None) -> int:
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     proto = suite.PROTOCOLS[args.protocol]
-    command = shlex.join(["python", "benchmarks/ablations.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "benchmarks.ablations", *(sys.argv[1:] if argv is None else argv)])
     log = lambda *a: print(*a, flush=True)  # noqa: E731
     steps = args.steps or proto["steps"]
     eval_every = args.eval_every if args.eval_every is not None else proto["eval_every"]

@@ -1,6 +1,6 @@
 """Training batches per second of WindowSampler and SequenceSampler.
 
-    OMP_NUM_THREADS=1 python benchmarks/batches.py [--dataset local/hopper/sample-v0] [--seconds 2]
+    OMP_NUM_THREADS=1 python -m benchmarks.batches [--dataset local/hopper/sample-v0] [--seconds 2]
 
 Default dataset: the Hopper sample shipped in envs/data. Prints a table and writes
 benchmarks/results/batches.json.
@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from envs.offline.batches import SequenceSampler, WindowSampler  # noqa: E402
-from envs.offline import SAMPLE_DATASET_ID, load_dataset  # noqa: E402
+from rl_minrnn.envs.offline.batches import SequenceSampler, WindowSampler
+from rl_minrnn.envs.offline import SAMPLE_DATASET_ID, load_dataset
 
 
 def rate(sampler, seconds: float) -> tuple[float, int]:

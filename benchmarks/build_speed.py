@@ -1,6 +1,6 @@
 """Env steps per second of the dataset builder (policy in numpy, batched across envs).
 
-    OMP_NUM_THREADS=1 python benchmarks/build_speed.py [--steps 40000] [--num-envs 1 8 16] [--workers 1 2] [--envs Hopper-v5]
+    OMP_NUM_THREADS=1 python -m benchmarks.build_speed [--steps 40000] [--num-envs 1 8 16] [--workers 1 2] [--envs Hopper-v5]
 
 Uses the behaviour policy from --policies-dir when present (default ../shared/policies), else a random
 MLP of the same shape (256x256, relu, tanh), so it runs anywhere. Prints a table and writes
@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from envs.offline.build_dataset import collect  # noqa: E402
-from envs.offline.policies import MLPPolicy  # noqa: E402
+from rl_minrnn.envs.offline.build_dataset import collect
+from rl_minrnn.envs.offline.policies import MLPPolicy
 
 POLICY = {"Hopper-v5": "hopper-sac", "Walker2d-v5": "walker2d-tqc", "HalfCheetah-v5": "halfcheetah-tqc"}
 DIMS = {"Hopper-v5": (11, 3), "Walker2d-v5": (17, 6), "HalfCheetah-v5": (17, 6)}

@@ -25,8 +25,8 @@ Timing: ``--rounds`` rounds; in each, every variant in turn takes ``--warmup`` u
 steps. onnxruntime runs with ``intra_op_num_threads = inter_op_num_threads = 1`` and all graph
 optimisations, torch with ``set_num_threads(1)``.
 
-    python benchmarks/export_speed.py                     # all agents, batches 1 and 50
-    python benchmarks/export_speed.py --configs main-job --batches 1 --rounds 3
+    python -m benchmarks.export_speed                     # all agents, batches 1 and 50
+    python -m benchmarks.export_speed --configs main-job --batches 1 --rounds 3
 
 Writes ``benchmarks/results/export_speed.json`` and ``.md``.
 """
@@ -44,16 +44,15 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from agents.factory import build_agent  # noqa: E402
-from benchmarks.common import fmt, machine_info, markdown_table, write_json  # noqa: E402
-from configs.schema import CONFIG_DIR, load_config, profile_path  # noqa: E402
-from deploy.export import export_agent  # noqa: E402
-from deploy.runtime import ExportedAgent, ExportedPolicy  # noqa: E402
+from rl_minrnn.agents.factory import build_agent
+from benchmarks.common import fmt, machine_info, markdown_table, write_json
+from rl_minrnn.configs.schema import CONFIG_DIR, load_config, profile_path
+from rl_minrnn.deploy.export import export_agent
+from rl_minrnn.deploy.runtime import ExportedAgent, ExportedPolicy
 
 ENV_ID, OBS_DIM, ACT_DIM = "Hopper-v5", 11, 3
 CONFIGS = {  # name -> (config files, overrides, rollout mode)
@@ -116,7 +115,7 @@ def session_runner(policy: ExportedPolicy, batch: int, inputs: Inputs):
 
 def env_runner(batch: int, inputs: Inputs, seed: int = 0):
     """``batch`` Hopper-v5 envs stepped one after another; finished ones reset untimed (before the next call)."""
-    from envs.evaluation.environments import make_env as make_eval_env
+    from rl_minrnn.envs.evaluation.environments import make_env as make_eval_env
 
     envs = [make_eval_env(ENV_ID) for _ in range(batch)]
     for j, env in enumerate(envs):

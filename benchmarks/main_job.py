@@ -9,9 +9,9 @@ With ``--reference``, d3rlpy's Decision Transformer (``benchmarks/peers/``) then
 trained on, with that job's own resolved config (its ``config.yaml``: data, budget, width, lr, evaluation
 episodes, targets and seed), so that the job's score has the outside reference beside it.
 
-    python benchmarks/main_job.py                    # seeds 0 (the no-argument command), 1, 2; ~7 min
-    python benchmarks/main_job.py --reference        # and d3rlpy's DT on the same; ~30 min more
-    python benchmarks/main_job.py --seeds 0
+    python -m benchmarks.main_job                    # seeds 0 (the no-argument command), 1, 2; ~7 min
+    python -m benchmarks.main_job --reference        # and d3rlpy's DT on the same; ~30 min more
+    python -m benchmarks.main_job --seeds 0
 
 Writes ``benchmarks/results/main_job.json`` and ``main_job.md``.
 """
@@ -29,11 +29,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks.common import machine_info, markdown_table, write_json  # noqa: E402
+from benchmarks.common import machine_info, markdown_table, write_json
 
 
 def job_command(seed: int, run_dir: Path) -> list[str]:
@@ -76,9 +75,9 @@ def run_job(seed: int, root: Path) -> dict:
 
 def reference_run(run_dir: Path, log=print) -> dict:
     """d3rlpy's DT with the job's resolved config (``run_dir/config.yaml``) on the dataset the job used."""
-    from training.resources import load_training_dataset
+    from rl_minrnn.training.resources import load_training_dataset
     from benchmarks.peers import d3rlpy_dt
-    from configs.schema import load_config
+    from rl_minrnn.configs.schema import load_config
 
     config = load_config([run_dir / "config.yaml"])
     dataset = load_training_dataset(config, log=lambda *a: None)
@@ -125,7 +124,7 @@ def main(argv=None) -> int:
     md = "\n".join([
         f"Main job (`python train_agent.py`, no arguments), {runs[0]['dataset']}", "",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; date {machine['date']}.",
-        f"Command: `{shlex.join(['python', 'benchmarks/main_job.py', *(sys.argv[1:] if argv is None else argv)])}`", "",
+        f"Command: `{shlex.join(['python', '-m', 'benchmarks.main_job', *(sys.argv[1:] if argv is None else argv)])}`", "",
         markdown_table(heads, rows), "", *summary, ""])
     print(md)
     out = Path(args.out)

@@ -19,8 +19,8 @@ stepping the same number of Hopper-v5 envs with random actions in a Python loop,
 (the floor: what an agent that cost nothing would get). Seconds are the rollout loop's (``wall_s``: resets and
 steps), not making the envs; one untimed warm-up evaluation per agent first.
 
-    python benchmarks/rollout_speed.py                     # full grid, both parts
-    python benchmarks/rollout_speed.py --contexts 20 --batches 1 10 --steps 10 100
+    python -m benchmarks.rollout_speed                     # full grid, both parts
+    python -m benchmarks.rollout_speed --contexts 20 --batches 1 10 --steps 10 100
 
 Writes ``benchmarks/results/rollout_speed.json`` and ``.md``.
 """
@@ -36,14 +36,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from agents.factory import build_agent  # noqa: E402
-from configs.schema import ModelConfig  # noqa: E402
-from benchmarks.common import fmt, machine_info, markdown_table, write_json  # noqa: E402
+from rl_minrnn.agents.factory import build_agent
+from rl_minrnn.configs.schema import ModelConfig
+from benchmarks.common import fmt, machine_info, markdown_table, write_json
 
 OBS_DIM, ACT_DIM = 11, 3
 VARIANTS = {  # name -> (model kind, rollout mode)
@@ -143,7 +142,7 @@ def agent_step_times(args, log) -> list[dict]:
 def raw_env_floor(env_id: str, num_envs: int, total_steps: int, seed: int = 0) -> dict:
     """Step ``num_envs`` envs with random actions in a Python loop until ``total_steps`` env steps, resetting
     finished ones: env steps per second with a free agent."""
-    from envs.evaluation.environments import make_env
+    from rl_minrnn.envs.evaluation.environments import make_env
 
     envs = [make_env(env_id) for _ in range(num_envs)]
     rng = np.random.default_rng(seed)
@@ -166,7 +165,7 @@ def raw_env_floor(env_id: str, num_envs: int, total_steps: int, seed: int = 0) -
 
 
 def evaluation_throughput(args, log) -> list[dict]:
-    from envs.evaluation.rollout import evaluate_agent
+    from rl_minrnn.envs.evaluation.rollout import evaluate_agent
 
     records = []
     agents = {"rnn-recurrent": (make_agent("decision_rnn", 20, args.width, args.depth, args.tokens), "recurrent"),

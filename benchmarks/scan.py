@@ -27,9 +27,9 @@ before; see ``benchmarks/common.py``), so it counts activations, gradients, Adam
 ``--memory subprocess`` repeats it in a fresh process per (variant, length) after a short warm-up step;
 CUDA -- ``torch.cuda.max_memory_allocated`` growth during the step.
 
-    python benchmarks/scan.py                      # CPU, all variants, T = 60 300 1500 6000
-    python benchmarks/scan.py --device cuda
-    python benchmarks/scan.py --lengths 60 300 --variants mingru-chunk1 mingru-loop transformer
+    python -m benchmarks.scan                      # CPU, all variants, T = 60 300 1500 6000
+    python -m benchmarks.scan --device cuda
+    python -m benchmarks.scan --lengths 60 300 --variants mingru-chunk1 mingru-loop transformer
 """
 
 from __future__ import annotations
@@ -46,14 +46,12 @@ import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     MB, available_memory_bytes, cuda_peak_memory, fmt, machine_info, markdown_table, resolve_device, rss_peak_during,
     run_json_subprocess, time_interleaved, write_json,
 )
-from rl_minrnn import MinRNNStack  # noqa: E402
+from rl_minrnn import MinRNNStack
 
 CELLS = ("mingru", "minlstm")
 MINRNN_KINDS = ("chunk1", "chunksqrt", "log", "loop")

@@ -23,10 +23,10 @@ Protocols (``--protocol``):
 - ``paper``: the dataset config alone (the paper's hyperparameters), 100k steps, an evaluation every 10k,
   100 episodes per target, seeds 0..4 (a GPU job).
 
-    python benchmarks/suite.py --protocol cpu                       # the whole local suite, in the background
-    python benchmarks/suite.py --protocol cpu --resume-ok           # continue an interrupted suite
-    python benchmarks/suite.py --protocol cpu --datasets local/hopper/medium-v0 --seeds 0 --agents mingru dt
-    python benchmarks/suite.py --protocol cpu --aggregate-only      # only rebuild the tables from the JSONs
+    python -m benchmarks.suite --protocol cpu                       # the whole local suite, in the background
+    python -m benchmarks.suite --protocol cpu --resume-ok           # continue an interrupted suite
+    python -m benchmarks.suite --protocol cpu --datasets local/hopper/medium-v0 --seeds 0 --agents mingru dt
+    python -m benchmarks.suite --protocol cpu --aggregate-only      # only rebuild the tables from the JSONs
 
 Writes ``<out>/runs/<dataset>__<agent>__seed<k>.json`` (config, per-evaluation scores with training seconds,
 last, best, timings, the command that reproduces the run), ``<out>/suite.md`` / ``suite.json`` and a
@@ -48,17 +48,16 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from training import Trainer, TrainerCallback  # noqa: E402
-from benchmarks.common import fmt, machine_info, markdown_table, write_json  # noqa: E402
-from benchmarks.peers.d3rlpy_dt import PeerUnavailable  # noqa: E402
-from benchmarks.plots import plot_learning_curves  # noqa: E402
-from configs.schema import load_config  # noqa: E402
-from envs.offline import DatasetNotFoundError, load_dataset  # noqa: E402
+from rl_minrnn.training import Trainer, TrainerCallback
+from benchmarks.common import fmt, machine_info, markdown_table, write_json
+from benchmarks.peers.d3rlpy_dt import PeerUnavailable
+from benchmarks.plots import plot_learning_curves
+from rl_minrnn.configs.schema import load_config
+from rl_minrnn.envs.offline import DatasetNotFoundError, load_dataset
 
 LOCAL_SUITE = [
     "local/hopper/medium-v0",
@@ -119,7 +118,7 @@ def run_name(dataset_id: str, agent: str, seed: int) -> str:
 
 def run_command(dataset_id: str, agent: str, seed: int, plan: dict) -> str:
     """The suite command that reproduces exactly this run (and only it)."""
-    args = ["python", "benchmarks/suite.py", "--protocol", plan["protocol"], "--datasets", dataset_id,
+    args = ["python", "-m", "benchmarks.suite", "--protocol", plan["protocol"], "--datasets", dataset_id,
             "--agents", agent, "--seeds", str(seed), "--steps", str(plan["steps"]), "--eval-every",
             str(plan["eval_every"]), "--episodes", str(plan["episodes"]), "--threads", str(plan["threads"]),
             "--device", plan["device"], "--out", str(plan["out"])]
@@ -364,7 +363,7 @@ def main(argv=None) -> int:
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    command = shlex.join(["python", "benchmarks/suite.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "benchmarks.suite", *(sys.argv[1:] if argv is None else argv)])
     notes = []
 
     if not args.aggregate_only:

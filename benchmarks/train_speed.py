@@ -20,8 +20,8 @@ Variants of one K are timed round-robin (``benchmarks.common.time_interleaved``)
 whose warm-up alone exceeds ``--max-seconds`` is measured once and marked; one whose estimated activation
 memory exceeds ``--max-gb`` is skipped and recorded.
 
-    python benchmarks/train_speed.py                      # full: 3 agents x 2 layouts x K in 20 200 1000
-    python benchmarks/train_speed.py --contexts 20 --repeats 3
+    python -m benchmarks.train_speed                      # full: 3 agents x 2 layouts x K in 20 200 1000
+    python -m benchmarks.train_speed --contexts 20 --repeats 3
 
 Writes ``benchmarks/results/train_speed.json`` and ``.md``.
 """
@@ -36,15 +36,14 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from agents.embeddings import TOKENS_PER_STEP  # noqa: E402
-from agents.factory import build_agent  # noqa: E402
-from configs.schema import ModelConfig  # noqa: E402
-from benchmarks.common import fmt, machine_info, markdown_table, resolve_device, time_interleaved, write_json  # noqa: E402
+from rl_minrnn.agents.embeddings import TOKENS_PER_STEP
+from rl_minrnn.agents.factory import build_agent
+from rl_minrnn.configs.schema import ModelConfig
+from benchmarks.common import fmt, machine_info, markdown_table, resolve_device, time_interleaved, write_json
 
 OBS_DIM, ACT_DIM = 11, 3
 AGENTS = {

@@ -14,10 +14,10 @@ from typing import Any, get_origin, get_type_hints
 
 import yaml
 
-from agents import AGENTS
-from agents.embeddings import TOKEN_LAYOUTS
-from agents.initialisation import INIT_SCHEMES
-from envs.offline.batches import WINDOW_SAMPLING
+from rl_minrnn.agents import AGENTS
+from rl_minrnn.agents.embeddings import TOKEN_LAYOUTS
+from rl_minrnn.agents.initialisation import INIT_SCHEMES
+from rl_minrnn.envs.offline.batches import WINDOW_SAMPLING
 from rl_minrnn import CELLS
 
 CONFIG_DIR = Path(__file__).resolve().parent

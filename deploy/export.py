@@ -1,7 +1,7 @@
 """Export a trained agent's rollout step as a standalone graph: ONNX (run with onnxruntime) or TorchScript.
 
-    python -m deploy.export --checkpoint runs/x/checkpoints/best.pt --out hopper.onnx        # ONNX
-    python -m deploy.export --checkpoint runs/x/checkpoints/best.pt --out hopper.ts.pt       # TorchScript
+    python -m rl_minrnn.deploy.export --checkpoint runs/x/checkpoints/best.pt --out hopper.onnx        # ONNX
+    python -m rl_minrnn.deploy.export --checkpoint runs/x/checkpoints/best.pt --out hopper.ts.pt       # TorchScript
         [--format onnx|torchscript] [--mode recurrent|window] [--no-check]
 
 The graph is one env step with explicit inputs and outputs (``deploy.graphs``): raw observation,
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.base import DecisionAgent
-from agents.decision_rnn import DecisionRNN
-from training.checkpoint import write_atomically
+from rl_minrnn.agents.base import DecisionAgent
+from rl_minrnn.agents.decision_rnn import DecisionRNN
+from rl_minrnn.training.checkpoint import write_atomically
 
 from .graphs import FIRST_INPUTS, step_module
 from .metadata import (FORMAT, FORMAT_VERSION, METADATA_KEY, TORCHSCRIPT_EXTRA_FILE, ExportedPolicyError,
@@ -61,7 +61,7 @@ def env_action_bounds(env_id: str, act_dim: int) -> tuple[list[float], list[floa
     """The env's action-space bounds, the range the exported action is clipped to. When the env cannot
     be made here, the tanh head's range [-1, 1] (what every D4RL locomotion task uses)."""
     try:
-        from envs.evaluation.environments import make_env as make_eval_env
+        from rl_minrnn.envs.evaluation.environments import make_env as make_eval_env
 
         env = make_eval_env(env_id)
         try:
@@ -246,7 +246,7 @@ def export_agent(agent: DecisionAgent, out: str | Path, fmt: str | None = None, 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str | None = None, *, mode: str | None = None,
                       check: bool = True) -> dict:
     """Load a training checkpoint (``agents.load_agent``) and export it -> the metadata."""
-    from training import load_agent
+    from rl_minrnn.training import load_agent
 
     fmt = format_for(out, fmt)  # before loading: a bad name fails fast
     agent, info = load_agent(checkpoint)
@@ -255,7 +255,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str | None =
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m deploy.export", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m rl_minrnn.deploy.export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by train_agent.py")
     p.add_argument("--out", type=Path, required=True, help="file to write (.onnx: ONNX; .pt: TorchScript)")
@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from training import CheckpointError
+    from rl_minrnn.training import CheckpointError
 
     torch.set_num_threads(1)
     try:

@@ -39,8 +39,8 @@ import copy
 import torch
 from torch import nn
 
-from agents.base import DecisionAgent
-from agents.decision_rnn import DecisionRNN
+from rl_minrnn.agents.base import DecisionAgent
+from rl_minrnn.agents.decision_rnn import DecisionRNN
 from rl_minrnn.blocks import BlockState
 
 FIRST_INPUTS = ("observation", "return_to_go", "prev_action", "timestep")

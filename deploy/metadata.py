@@ -48,7 +48,7 @@ def validate_metadata(meta, source: str) -> dict:
     """The record if it is one this version reads; ``ExportedPolicyError`` naming ``source`` otherwise."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ExportedPolicyError(f"{source} has no rl_minrnn policy metadata; export one with "
-                                  "python -m deploy.export --checkpoint RUN/checkpoints/best.pt --out FILE")
+                                  "python -m rl_minrnn.deploy.export --checkpoint RUN/checkpoints/best.pt --out FILE")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ExportedPolicyError(f"{source} is exported policy format {meta.get('format_version')}, this version "
                                   f"reads format {FORMAT_VERSION}; export it again from its checkpoint")

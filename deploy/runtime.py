@@ -135,7 +135,7 @@ class ExportedPolicy:
         if path.is_dir():
             raise ExportedPolicyError(f"{path} is a folder, not an exported policy file")
         if not path.is_file():
-            raise ExportedPolicyError(f"Exported policy {path} does not exist; write it with python -m deploy.export "
+            raise ExportedPolicyError(f"Exported policy {path} does not exist; write it with python -m rl_minrnn.deploy.export "
                                       f"--checkpoint RUN/checkpoints/best.pt --out {path}")
         kind = file_format(path)
         if kind is None:

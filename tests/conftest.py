@@ -37,7 +37,7 @@ def minari_store(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_policy_path(tmp_path_factory):
-    from envs.offline.policies import MLPPolicy
+    from rl_minrnn.envs.offline.policies import MLPPolicy
 
     path = tmp_path_factory.mktemp("policies") / "hopper-random.npz"
     MLPPolicy.random(11, 3, hidden=(16, 16), seed=0).save(path)
@@ -46,8 +46,8 @@ def tiny_policy_path(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_dataset(minari_store, tiny_policy_path):
-    from envs.offline.build_dataset import build_dataset
-    from envs.offline import load_dataset
+    from rl_minrnn.envs.offline.build_dataset import build_dataset
+    from rl_minrnn.envs.offline import load_dataset
 
     if not (minari_store / TINY_DATASET_ID).exists():
         build_dataset(tiny_policy_path, "Hopper-v5", 400, TINY_DATASET_ID, seed=0, num_envs=2,
@@ -57,7 +57,7 @@ def tiny_dataset(minari_store, tiny_policy_path):
 
 @pytest.fixture(scope="session")
 def make_offline_dataset():
-    from envs.offline import Episode, OfflineDataset
+    from rl_minrnn.envs.offline import Episode, OfflineDataset
 
     def make(lengths, obs_dim: int = 3, act_dim: int = 2, seed: int = 0, env_id: str = "Hopper-v5"):
         rng = np.random.default_rng(seed)

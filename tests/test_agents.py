@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents import DecisionRNN, DecisionTransformer, build_agent
-from configs.schema import ModelConfig
+from rl_minrnn.agents import DecisionRNN, DecisionTransformer, build_agent
+from rl_minrnn.configs.schema import ModelConfig
 
 OBS, ACT, K = 5, 2, 6
 
@@ -147,7 +147,7 @@ def test_gpt_initialisation(kind):
 @pytest.mark.parametrize("kind", ["rnn", "dt"])
 def test_weight_decay_groups(kind):
     """``matrices``: exactly the Linear/conv weights decay; every parameter is in one group once."""
-    from training.optimizer import parameter_groups
+    from rl_minrnn.training.optimizer import parameter_groups
 
     agent = make_agent(kind, conv=3) if kind == "rnn" else make_agent(kind)
     decay, no_decay = parameter_groups(agent, 1e-4, "matrices")

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from envs.offline.batches import SequenceSampler, WindowSampler
-from envs.offline.normalization import StateNormalizer
+from rl_minrnn.envs.offline.batches import SequenceSampler, WindowSampler
+from rl_minrnn.envs.offline.normalization import StateNormalizer
 
 KEYS = {"states", "actions", "returns_to_go", "timesteps", "mask"}
 

@@ -4,14 +4,12 @@ JSON and Markdown, and the rollout benchmark's window fast-forward acts exactly 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def test_suite_tiny(tiny_dataset, tmp_path):
@@ -28,7 +26,7 @@ def test_suite_tiny(tiny_dataset, tmp_path):
     record = json.loads(runs[0].read_text())
     assert [e["step"] for e in record["evals"]] == [2, 4]
     assert record["best"] >= record["last"] - 1e-9 and record["train_s"] > 0
-    assert "benchmarks/suite.py" in record["command"] and "--seeds" in record["command"]
+    assert "benchmarks.suite" in record["command"] and "--seeds" in record["command"]
     summary = json.loads((out / "suite.json").read_text())
     assert any("absent" in n for n in summary["notes"])
     md = (out / "suite.md").read_text()

@@ -9,15 +9,15 @@ import h5py
 import numpy as np
 import pytest
 
-from envs.offline.build_dataset import collect
-from envs.offline.build_dataset import main as build_main
-from envs.offline.build_suite import main as suite_main
-from envs.offline.combine import combine_datasets
-from envs.offline import DatasetFormatError, load_dataset
-from envs.offline.import_d4rl import main as import_main
-from envs.offline.import_d4rl import read_d4rl_arrays
-from envs.offline.policies import MLPPolicy, PolicyError
-from envs.evaluation.environments import make_env
+from rl_minrnn.envs.offline.build_dataset import collect
+from rl_minrnn.envs.offline.build_dataset import main as build_main
+from rl_minrnn.envs.offline.build_suite import main as suite_main
+from rl_minrnn.envs.offline.combine import combine_datasets
+from rl_minrnn.envs.offline import DatasetFormatError, load_dataset
+from rl_minrnn.envs.offline.import_d4rl import main as import_main
+from rl_minrnn.envs.offline.import_d4rl import read_d4rl_arrays
+from rl_minrnn.envs.offline.policies import MLPPolicy, PolicyError
+from rl_minrnn.envs.evaluation.environments import make_env
 
 
 def assert_same_episodes(a, b):
@@ -205,7 +205,7 @@ def test_command_line_module_prints_one_error_line(tmp_path):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "envs.offline.import_d4rl", str(tmp_path / "missing.hdf5"), "--env", "Hopper-v5",
+        [sys.executable, "-m", "rl_minrnn.envs.offline.import_d4rl", str(tmp_path / "missing.hdf5"), "--env", "Hopper-v5",
          "--id", "test/hopper/missing-v0"],
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
     )

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import Trainer
-from configs.schema import load_config
-from envs.offline import load_dataset
+from rl_minrnn.training import Trainer
+from rl_minrnn.configs.schema import load_config
+from rl_minrnn.envs.offline import load_dataset
 
 GUARD_DATASET = Path(__file__).resolve().parent / "data" / "test" / "halfcheetah" / "guard-v0"
 # The cpu profile's model and optimiser, a shorter run: 800 steps, 8 episodes at target 6000 after 400 and 800.

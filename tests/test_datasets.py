@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from envs import offline as D
-from envs.offline import store
-from envs.offline import (
+from rl_minrnn.envs import offline as D
+from rl_minrnn.envs.offline import store
+from rl_minrnn.envs.offline import (
     SAMPLE_DATASET_ID,
     DatasetFormatError,
     DatasetNotFoundError,
@@ -18,8 +18,8 @@ from envs.offline import (
     load_dataset,
     write_dataset,
 )
-from envs.evaluation.environments import make_env, make_vector_env
-from envs.offline.normalization import StateNormalizer
+from rl_minrnn.envs.evaluation.environments import make_env, make_vector_env
+from rl_minrnn.envs.offline.normalization import StateNormalizer
 
 
 def test_episode_contract(tiny_dataset):
@@ -70,8 +70,8 @@ def test_reference_scores_metadata_first_then_d4rl(make_offline_dataset):
 
 def test_obs_action_alignment(tmp_path, minari_store):
     """Actions that are a known function of the observation: action t must pair with observation t."""
-    from envs.offline.build_dataset import build_dataset
-    from envs.offline.policies import MLPPolicy
+    from rl_minrnn.envs.offline.build_dataset import build_dataset
+    from rl_minrnn.envs.offline.policies import MLPPolicy
 
     W = np.zeros((3, 11), np.float32)
     W[0, 0], W[1, 5], W[2, 8] = 2.0, 1.5, -1.0  # a = tanh(W @ obs): a linear policy, no hidden layer
@@ -121,7 +121,7 @@ def test_unknown_id_is_one_clear_error(tiny_dataset, minari_store):
     assert "mujoco/hopper/medium-v0" in text
     assert str(minari_store) in text  # the folder searched
     assert tiny_dataset.dataset_id in text  # what is there
-    assert "minari download" in text and "envs.offline.build_suite" in text  # the ways out
+    assert "minari download" in text and "rl_minrnn.envs.offline.build_suite" in text  # the ways out
     assert "offline" in text
     with pytest.raises(DatasetNotFoundError, match="not a valid"):
         load_dataset("not a dataset id!")

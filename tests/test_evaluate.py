@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 
 import evaluate
 import torch
-from agents import build_agent
-from training import load_agent, save_checkpoint
-from configs.schema import load_config
-from envs.evaluation.render import RenderError, setup_headless_gl
-from envs.evaluation.rollout import evaluate_agent
+from rl_minrnn.agents import build_agent
+from rl_minrnn.training import load_agent, save_checkpoint
+from rl_minrnn.configs.schema import load_config
+from rl_minrnn.envs.evaluation.render import RenderError, setup_headless_gl
+from rl_minrnn.envs.evaluation.rollout import evaluate_agent
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_rollout import ENV_ID  # noqa: E402
+from test_rollout import ENV_ID
 
 
 @pytest.fixture

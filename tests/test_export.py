@@ -17,12 +17,12 @@ import pytest
 import torch
 
 import evaluate
-from agents import DecisionRNN, DecisionTransformer, build_agent
-from training import save_checkpoint
-from configs.schema import load_config
-from deploy import export as exporter
-from deploy.metadata import ExportedPolicyError, project_version
-from deploy.runtime import ExportedAgent, ExportedPolicy, file_format, load_exported_agent
+from rl_minrnn.agents import DecisionRNN, DecisionTransformer, build_agent
+from rl_minrnn.training import save_checkpoint
+from rl_minrnn.configs.schema import load_config
+from rl_minrnn.deploy import export as exporter
+from rl_minrnn.deploy.metadata import ExportedPolicyError, project_version
+from rl_minrnn.deploy.runtime import ExportedAgent, ExportedPolicy, file_format, load_exported_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS, ACT, K = 11, 3, 6  # Hopper's sizes, so the same agents also run in Hopper-v5
@@ -276,7 +276,7 @@ def run_evaluate_error(*args):
 def test_evaluate_errors_for_exported_files(hopper_checkpoint, tmp_path, capsys, monkeypatch):
     _, files = hopper_checkpoint
     assert run_evaluate_error("--checkpoint", tmp_path / "missing.onnx") == 2
-    assert "missing.onnx does not exist; write it with python -m deploy.export" in capsys.readouterr().err
+    assert "missing.onnx does not exist; write it with python -m rl_minrnn.deploy.export" in capsys.readouterr().err
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"not a model")
     assert run_evaluate_error("--checkpoint", corrupt) == 2
@@ -321,14 +321,13 @@ def run_without_torch(code: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_runtime_needs_no_torch(hopper_checkpoint, tmp_path):
-    """deploy.runtime runs an ONNX policy in a process where importing torch fails, and acts as PyTorch does."""
+    """rl_minrnn.deploy.runtime runs an ONNX policy in a process where importing torch fails, and acts as PyTorch does."""
     _, files = hopper_checkpoint
     returns, states, actions = episode_inputs(steps=200, batch=2, seed=3)
     np.savez(tmp_path / "inputs.npz", returns=returns, states=states, actions=actions)
     code = textwrap.dedent(f"""
-        sys.path.insert(0, {str(ROOT)!r})
         import numpy as np
-        from deploy.runtime import load_exported_agent
+        from rl_minrnn.deploy.runtime import load_exported_agent
         agent, info = load_exported_agent({str(files['onnx'])!r})
         data = np.load("inputs.npz")
         agent.reset(2)
@@ -344,7 +343,7 @@ def test_runtime_needs_no_torch(hopper_checkpoint, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok Hopper-v5"
     with torch.inference_mode():
-        agent, _ = __import__("training").load_agent(hopper_checkpoint[0])
+        agent, _ = __import__("rl_minrnn.training", fromlist=["_"]).load_agent(hopper_checkpoint[0])
         agent.reset(2)
         want = []
         for r, s, a in zip(returns, states, actions):
@@ -372,7 +371,6 @@ def test_readme_example_runs_without_torch(hopper_checkpoint, tmp_path):
 
 def test_export_speed_benchmark_tiny(tmp_path):
     """benchmarks/export_speed.py end to end on a tiny setting: its table, JSON and goal verdict."""
-    sys.path.insert(0, str(ROOT))
     from benchmarks import export_speed
 
     out = tmp_path / "export_speed"

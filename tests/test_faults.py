@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 import torch
 
-from training import read_checkpoint, save_checkpoint
-from training import RunInUseError, RunLock
+from rl_minrnn.training import read_checkpoint, save_checkpoint
+from rl_minrnn.training import RunInUseError, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["model.width=16", "model.depth=1", "model.context=5", "model.dropout=0.1", "train.batch_size=8",
@@ -238,7 +238,7 @@ def copy_with_nan(minari_store: Path, source_id: str, new_id: str, field: str, e
 
 @pytest.mark.parametrize("field", ["observations", "actions", "rewards"])
 def test_a_dataset_holding_nan_is_refused_at_load(field, tiny_dataset, minari_store):
-    from envs.offline import DatasetFormatError, load_dataset
+    from rl_minrnn.envs.offline import DatasetFormatError, load_dataset
 
     new_id = f"test/hopper/nan-{field}-v0"
     copy_with_nan(minari_store, tiny_dataset.dataset_id, new_id, field, episode=2, step=3)
@@ -258,8 +258,8 @@ def test_training_on_a_nan_dataset_is_refused(tiny_dataset, minari_store, tmp_pa
 
 
 def test_a_diverged_checkpoint_is_not_stepped_into_mujoco(tiny_dataset, tmp_path):
-    from training import Trainer
-    from configs.schema import load_config
+    from rl_minrnn.training import Trainer
+    from rl_minrnn.configs.schema import load_config
 
     Trainer(load_config(overrides=SMALL + ["train.steps=5"]), tmp_path / "run", progress=False, dataset=tiny_dataset).run()
     data = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
@@ -274,7 +274,7 @@ def test_non_finite_actions_never_reach_the_environment(monkeypatch):
     """An agent whose actions turn NaN at its third step: the rollout stops before that step."""
     from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 
-    from envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
+    from rl_minrnn.envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
 
     class TurnsNaN:
         obs_dim, act_dim = 11, 3
@@ -302,8 +302,8 @@ def test_non_finite_actions_never_reach_the_environment(monkeypatch):
 @pytest.mark.parametrize("case", ["truncated checkpoint to evaluate", "truncated checkpoint to resume",
                                   "missing checkpoint", "truncated dataset file"])
 def test_bad_files_are_one_line_errors(case, tiny_dataset, minari_store, tmp_path):
-    from training import Trainer
-    from configs.schema import load_config
+    from rl_minrnn.training import Trainer
+    from rl_minrnn.configs.schema import load_config
 
     run = tmp_path / "run"
     Trainer(load_config(overrides=SMALL + ["train.steps=5"]), run, progress=False, dataset=tiny_dataset).run()
@@ -332,8 +332,8 @@ def test_bad_files_are_one_line_errors(case, tiny_dataset, minari_store, tmp_pat
 def test_checkpoints_get_the_usual_file_permissions(tiny_dataset, tmp_path):
     """``mkstemp`` makes its file private (0600); a checkpoint others on the machine may evaluate keeps
     the umask's permissions after the atomic rename."""
-    from training import Trainer
-    from configs.schema import load_config
+    from rl_minrnn.training import Trainer
+    from rl_minrnn.configs.schema import load_config
 
     umask = os.umask(0o022)
     try:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from benchmarks.peers import d3rlpy_dt
-from configs.schema import load_config
-from envs.scores import normalized_score
+from rl_minrnn.configs.schema import load_config
+from rl_minrnn.envs.scores import normalized_score
 
 
 def test_export_is_the_episodes_in_d4rl_layout(make_offline_dataset, tmp_path):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import imageio
 import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from envs.evaluation.render import (
+from rl_minrnn.envs.evaluation.render import (
     RenderError,
     VideoRecorder,
     expected_frame_count,
@@ -20,10 +19,9 @@ from envs.evaluation.render import (
     overlay_text,
     setup_headless_gl,
 )
-from envs.evaluation.rollout import evaluate_agent
+from rl_minrnn.envs.evaluation.rollout import evaluate_agent
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_rollout import ENV_ID, FixedPolicyAgent  # noqa: E402  (the shared test double)
+from test_rollout import ENV_ID, FixedPolicyAgent  # the shared test double (pytest puts tests/ on the path)
 
 SIZE = 64
 
@@ -86,7 +84,7 @@ def test_video_decodes_to_expected_frames_and_returns_are_unchanged(tmp_path, gl
 
 
 def test_user_set_backend_is_respected(monkeypatch):
-    import envs.evaluation.render as render
+    import rl_minrnn.envs.evaluation.render as render
 
     monkeypatch.setattr(render, "_chosen_backend", None)
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
@@ -97,7 +95,7 @@ def test_user_set_backend_is_respected(monkeypatch):
 
 
 def test_no_backend_is_a_clear_error(monkeypatch):
-    import envs.evaluation.render as render
+    import rl_minrnn.envs.evaluation.render as render
 
     monkeypatch.setattr(render, "_chosen_backend", None)
     monkeypatch.delenv("MUJOCO_GL", raising=False)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from envs.evaluation.environments import EnvironmentMismatchError
-from envs.evaluation.results import EvaluationResult, results_markdown
-from envs.evaluation.rollout import evaluate_agent
-from envs.scores import ReferenceScores, d4rl_reference_scores, normalized_score
+from rl_minrnn.envs.evaluation.environments import EnvironmentMismatchError
+from rl_minrnn.envs.evaluation.results import EvaluationResult, results_markdown
+from rl_minrnn.envs.evaluation.rollout import evaluate_agent
+from rl_minrnn.envs.scores import ReferenceScores, d4rl_reference_scores, normalized_score
 
 ENV_ID = "Hopper-v5"
 MAX_STEPS = 60
@@ -231,8 +231,8 @@ def test_mismatched_env_gives_a_clear_error(tmp_path, monkeypatch):
 def test_real_agents_batched_equals_one_by_one(kind, mode):
     """The real agents: float32 matrix kernels may pick another path for a single row, so returns agree
     to float32 rounding (about 1e-6 relative), not bit for bit; episode lengths agree exactly."""
-    from agents import build_agent
-    from configs.schema import ModelConfig
+    from rl_minrnn.agents import build_agent
+    from rl_minrnn.configs.schema import ModelConfig
 
     torch.manual_seed(0)
     agent = build_agent(ModelConfig(kind=kind, width=16, depth=2, context=5, dropout=0.0), 11, 3)

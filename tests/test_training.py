@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from training import CheckpointError, load_agent, read_checkpoint, save_checkpoint
-from training import Trainer
-from configs.schema import ConfigError, load_config
+from rl_minrnn.training import CheckpointError, load_agent, read_checkpoint, save_checkpoint
+from rl_minrnn.training import Trainer
+from rl_minrnn.configs.schema import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["model.width=16", "model.depth=1", "model.context=5", "model.dropout=0.1", "train.batch_size=8",
@@ -79,7 +79,7 @@ def test_resume_is_exact(regime, tiny_dataset, tmp_path):
 def test_checkpoint_from_before_a_config_key_existed_resumes_as_it_was_trained(tiny_dataset, tmp_path):
     """A run saved before ``ADDED_KEYS`` existed has no such keys in its config: it resumes with the values
     it was trained with (one decay group, ...), not with today's defaults, and exactly."""
-    from configs.schema import ADDED_KEYS
+    from rl_minrnn.configs.schema import ADDED_KEYS
 
     legacy = [f"{k}={v}" for k, v in ADDED_KEYS.items()]
     straight = Trainer(config("train.steps=30", *legacy), tmp_path / "a", progress=False, dataset=tiny_dataset)
@@ -186,7 +186,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_dataset, tmp_path, minari_s
 
 
 def test_evaluation_videos_are_recorded(tiny_dataset, tmp_path):
-    from envs.evaluation.render import RenderError, setup_headless_gl
+    from rl_minrnn.envs.evaluation.render import RenderError, setup_headless_gl
 
     try:
         setup_headless_gl()

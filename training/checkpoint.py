@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents import build_agent
-from configs.schema import with_added_keys
+from rl_minrnn.agents import build_agent
+from rl_minrnn.configs.schema import with_added_keys
 
 CHECKPOINT_FORMAT = 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from configs.schema import TrainConfig
+from rl_minrnn.configs.schema import TrainConfig
 
 from .checkpoint import CheckpointError, read_checkpoint
 

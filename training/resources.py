@@ -7,8 +7,8 @@ import os
 
 import torch
 
-from configs.schema import ConfigError, ExperimentConfig
-from envs.offline import SAMPLE_DATASET_ID, DatasetNotFoundError, load_dataset
+from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
+from rl_minrnn.envs.offline import SAMPLE_DATASET_ID, DatasetNotFoundError, load_dataset
 
 
 def configure_threads(requested: int) -> int:

@@ -34,7 +34,7 @@ class MetricsLogger:
     def log_video(self, step: int, tag: str, path: str | Path) -> None:
         """A recorded evaluation video, as an animated image in TensorBoard (the file stays in the run)."""
         if self._tb is not None:
-            from envs.evaluation.render import log_video_tensorboard
+            from rl_minrnn.envs.evaluation.render import log_video_tensorboard
 
             log_video_tensorboard(self._tb, tag, path, step)
 

@@ -23,12 +23,12 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from configs.schema import ConfigError, ExperimentConfig, load_config
-from envs.offline.batches import SequenceSampler, WindowSampler
-from envs.offline import load_dataset
-from envs.offline.normalization import StateNormalizer
-from envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
-from agents import build_agent
+from rl_minrnn.configs.schema import ConfigError, ExperimentConfig, load_config
+from rl_minrnn.envs.offline.batches import SequenceSampler, WindowSampler
+from rl_minrnn.envs.offline import load_dataset
+from rl_minrnn.envs.offline.normalization import StateNormalizer
+from rl_minrnn.envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
+from rl_minrnn.agents import build_agent
 from rl_minrnn import detach_state, mask_state
 
 from .callbacks import TrainerCallback
@@ -218,7 +218,7 @@ class Trainer:
         c = self.config.eval
         recorder = None
         if video_path is not None:
-            from envs.evaluation.render import VideoRecorder, setup_headless_gl
+            from rl_minrnn.envs.evaluation.render import VideoRecorder, setup_headless_gl
 
             setup_headless_gl()
             recorder = VideoRecorder(video_path, width=240, height=240)

@@ -9,7 +9,7 @@ on), writes the dataset as flat D4RL-style arrays, and runs ``d3rlpy_worker.py``
 :func:`train_and_evaluate` for its ``d3rlpy_dt`` agent; on its own:
 
     python benchmarks/peers/d3rlpy_dt.py --protocol cpu --datasets local/halfcheetah/medium-v0 --seeds 0
-    (equivalent to: python benchmarks/suite.py --protocol cpu --agents d3rlpy_dt ...)
+    (equivalent to: python -m benchmarks.suite --protocol cpu --agents d3rlpy_dt ...)
 
 Settings, from the run's resolved config (the suite's Decision Transformer config for that dataset):
 ``DecisionTransformerConfig(batch_size, learning_rate=lr, context_size=K, num_heads, num_layers=depth,
@@ -30,7 +30,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +121,8 @@ def worker_spec(config, dataset, data_path: Path) -> dict:
 
 def to_evaluation(targets: list[dict], dataset, spec: dict):
     """A worker evaluation as this project's ``EvaluationResult`` (the same summaries and score)."""
-    from envs.evaluation.results import EvaluationResult, TargetResult
-    from envs.scores import ReferenceScores
+    from rl_minrnn.envs.evaluation.results import EvaluationResult, TargetResult
+    from rl_minrnn.envs.scores import ReferenceScores
 
     refs = None
     if dataset.ref_min_score is not None and dataset.ref_max_score is not None:
@@ -173,7 +172,6 @@ def train_and_evaluate(config, dataset, log=print, venv: Path = DEFAULT_VENV, da
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     from benchmarks import suite
 
     argv = sys.argv[1:]

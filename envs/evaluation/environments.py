@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from envs.offline import DatasetError, OfflineDataset, dataset_metadata, env_id_from_metadata
+from rl_minrnn.envs.offline import DatasetError, OfflineDataset, dataset_metadata, env_id_from_metadata
 
 
 class EnvironmentNotFoundError(DatasetError):

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from envs.scores import ReferenceScores
+from rl_minrnn.envs.scores import ReferenceScores
 
 
 def _percentile(values: np.ndarray, q: float) -> float:

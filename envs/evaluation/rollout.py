@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from envs.scores import ReferenceScores, resolve_reference_scores
+from rl_minrnn.envs.scores import ReferenceScores, resolve_reference_scores
 
 from .environments import check_env_matches_agent, make_env
 from .results import EvaluationResult, TargetResult

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.offline.normalization import StateNormalizer
+from rl_minrnn.envs.offline.normalization import StateNormalizer
 
 DEFAULT_MAX_TIMESTEP = 1000
 DEFAULT_RETURN_SCALE = 1000.0

@@ -1,6 +1,6 @@
 """Build a D4RL-style dataset by running a behaviour policy, and write it in Minari format.
 
-    python -m envs.offline.build_dataset --policy POLICY.npz --env ENV_ID --steps N --id DATASET_ID \
+    python -m rl_minrnn.envs.offline.build_dataset --policy POLICY.npz --env ENV_ID --steps N --id DATASET_ID \
         [--seed S] [--num-envs E] [--deterministic]
 
 The way D4RL made its locomotion datasets: run a (partially) trained policy for N steps in episodes of
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.offline import DatasetError, DatasetExistsError, Episode, datasets_root, write_dataset
-from envs.offline.policies import MLPPolicy, PolicyError
+from rl_minrnn.envs.offline import DatasetError, DatasetExistsError, Episode, datasets_root, write_dataset
+from rl_minrnn.envs.offline.policies import MLPPolicy, PolicyError
 
 DEFAULT_MAX_EPISODE_STEPS = 1000
 
@@ -265,7 +265,7 @@ def build_dataset(
     episodes = collect(policy, env_id, steps, seed, num_envs, deterministic, max_episode_steps, progress,
                        workers=workers)
     elapsed = time.perf_counter() - t0
-    command = "python -m envs.offline.build_dataset " + " ".join(
+    command = "python -m rl_minrnn.envs.offline.build_dataset " + " ".join(
         shlex.quote(a)
         for a in [
             "--policy", Path(policy_path).name, "--env", env_id, "--steps", str(steps), "--id", dataset_id,
@@ -307,7 +307,7 @@ def build_dataset(
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m envs.offline.build_dataset",
+        prog="python -m rl_minrnn.envs.offline.build_dataset",
         description="Run a behaviour policy (npz MLP) and record a Minari dataset, the way D4RL built its datasets.",
     )
     p.add_argument("--policy", required=True, help="policy npz (format: shared/policies/README.md)")

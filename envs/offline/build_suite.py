@@ -1,6 +1,6 @@
 """Build the local D4RL-style suite, skipping what already exists (safe to re-run).
 
-    python -m envs.offline.build_suite [--steps N] [--policies-dir DIR] [--replay FILE] [--root DIR]
+    python -m rl_minrnn.envs.offline.build_suite [--steps N] [--policies-dir DIR] [--replay FILE] [--root DIR]
 
 Writes ``local/{hopper,walker2d,halfcheetah}/{medium,expert,medium-expert}-v0`` from the behaviour
 policies (``--steps`` each, 1,000,000 by default as in D4RL; stochastic; medium-expert = medium followed
@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from envs.offline.build_dataset import build_dataset
-from envs.offline.combine import combine_datasets
-from envs.offline import DatasetError, datasets_root
-from envs.offline.import_d4rl import import_d4rl
-from envs.offline.policies import PolicyError
+from rl_minrnn.envs.offline.build_dataset import build_dataset
+from rl_minrnn.envs.offline.combine import combine_datasets
+from rl_minrnn.envs.offline import DatasetError, datasets_root
+from rl_minrnn.envs.offline.import_d4rl import import_d4rl
+from rl_minrnn.envs.offline.policies import PolicyError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POLICIES_DIR = REPO_ROOT.parent / "shared" / "policies"
@@ -100,7 +100,7 @@ def build_suite(
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.offline.build_suite", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m rl_minrnn.envs.offline.build_suite", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1_000_000, help="env steps per medium/expert dataset (D4RL: 1M)")
     p.add_argument("--policies-dir", default=str(DEFAULT_POLICIES_DIR), help="folder of the behaviour policy npz files")
     p.add_argument("--replay", default=str(DEFAULT_REPLAY), help="hopper medium-replay buffer (npz/hdf5); skipped if absent")

@@ -1,6 +1,6 @@
 """Concatenate datasets into one, e.g. medium-expert = medium followed by expert (as D4RL did).
 
-    python -m envs.offline.combine --id local/hopper/medium-expert-v0 local/hopper/medium-v0 local/hopper/expert-v0
+    python -m rl_minrnn.envs.offline.combine --id local/hopper/medium-expert-v0 local/hopper/medium-v0 local/hopper/expert-v0
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from envs.offline import DatasetError, DatasetFormatError, OfflineDataset, load_dataset, read_minari_dataset, write_dataset
+from rl_minrnn.envs.offline import DatasetError, DatasetFormatError, OfflineDataset, load_dataset, read_minari_dataset, write_dataset
 
 
 def _load(dataset_id: str, root) -> OfflineDataset:
@@ -50,7 +50,7 @@ def combine_datasets(sources, dataset_id: str, root=None, overwrite: bool = Fals
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.offline.combine", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m rl_minrnn.envs.offline.combine", description=__doc__.splitlines()[0])
     p.add_argument("sources", nargs="+", help="dataset ids, in order")
     p.add_argument("--id", required=True, dest="dataset_id", help="id of the combined dataset")
     p.add_argument("--root", default=None, help="store folder to write to (default: the local Minari store)")

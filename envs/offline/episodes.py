@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from envs.scores import ReferenceScores, resolve_reference_scores
+from rl_minrnn.envs.scores import ReferenceScores, resolve_reference_scores
 
 class DatasetError(Exception):
     """Base class of the dataset errors; the message says what is wrong and what to do."""

@@ -1,6 +1,6 @@
 """Import an original D4RL file (hdf5) or an npz with the same arrays as a Minari dataset.
 
-    python -m envs.offline.import_d4rl FILE --env ENV_ID --id DATASET_ID
+    python -m rl_minrnn.envs.offline.import_d4rl FILE --env ENV_ID --id DATASET_ID
 
 Arrays: ``observations``, ``actions``, ``rewards``, ``terminals``, ``timeouts`` (optional in D4RL v0),
 optional ``next_observations``. Episodes end where ``terminals | timeouts``; steps after the last
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.offline import DatasetError, DatasetFormatError, Episode, datasets_root, write_dataset
+from rl_minrnn.envs.offline import DatasetError, DatasetFormatError, Episode, datasets_root, write_dataset
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
 OPTIONAL = ("timeouts", "next_observations")
@@ -145,7 +145,7 @@ def import_d4rl(path, env_id: str, dataset_id: str, root=None, overwrite: bool =
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m envs.offline.import_d4rl",
+        prog="python -m rl_minrnn.envs.offline.import_d4rl",
         description="Import an original D4RL hdf5 file (or an npz with the same arrays) as a Minari dataset.",
     )
     p.add_argument("file", help="D4RL .hdf5 or .npz (observations, actions, rewards, terminals, timeouts[, next_observations])")

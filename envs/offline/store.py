@@ -120,10 +120,10 @@ def not_found_message(dataset_id: str, download_note: str | None) -> str:
         "Ways out:",
         f"  - on a connected machine run `minari download {dataset_id}` and copy its folder "
         f"(~/.minari/datasets/{dataset_id}) to {root / dataset_id};",
-        "  - build D4RL-style datasets here: `python -m envs.offline.build_suite` (local/{hopper,walker2d,halfcheetah}/"
-        "{medium,expert,medium-expert}-v0) or `python -m envs.offline.build_dataset --policy POLICY.npz --env Hopper-v5 "
+        "  - build D4RL-style datasets here: `python -m rl_minrnn.envs.offline.build_suite` (local/{hopper,walker2d,halfcheetah}/"
+        "{medium,expert,medium-expert}-v0) or `python -m rl_minrnn.envs.offline.build_dataset --policy POLICY.npz --env Hopper-v5 "
         "--steps 1000000 --id local/hopper/medium-v0`;",
-        "  - import an original D4RL file: `python -m envs.offline.import_d4rl FILE.hdf5 --env Hopper-v5 --id local/hopper/medium-v2`;",
+        "  - import an original D4RL file: `python -m rl_minrnn.envs.offline.import_d4rl FILE.hdf5 --env Hopper-v5 --id local/hopper/medium-v2`;",
         f"  - or use the small sample shipped with the project: {SAMPLE_DATASET_ID!r}.",
     ]
     return "\n".join(lines)

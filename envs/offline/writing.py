@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from envs.scores import resolve_reference_scores
+from rl_minrnn.envs.scores import resolve_reference_scores
 
 from .episodes import DatasetError, DatasetExistsError, DatasetFormatError, Episode
 from .store import check_dataset_id, datasets_root

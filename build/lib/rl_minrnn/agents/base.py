@@ -1,0 +1,138 @@
+"""The interface every decision agent offers: a training ``forward`` on normalised batches, and a
+rollout protocol on raw environment values (``reset`` / ``act`` / ``observe``).
+
+The agent owns the state normalisation statistics and the return scale as buffers, so a checkpoint is
+self-contained: the same numbers normalise the training batches and the rollout inputs.
+The ``window`` rollout mode (re-run the last K steps at every env step, as Decision Transformer does) is
+written here once; the recurrent agent adds its O(1) ``recurrent`` mode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .initialisation import initialise
+
+
+class DecisionAgent(nn.Module):
+    rollout_modes: tuple[str, ...] = ("window",)
+    default_rollout_mode: str = "window"
+
+    def __init__(self, obs_dim: int, act_dim: int, context: int, state_mean=None, state_std=None,
+                 return_scale: float = 1000.0):
+        """``state_mean``/``state_std``: the dataset's (None: identity, e.g. before loading a checkpoint)."""
+        super().__init__()
+        self.obs_dim, self.act_dim, self.context = int(obs_dim), int(act_dim), int(context)
+        mean = torch.zeros(obs_dim) if state_mean is None else torch.as_tensor(np.asarray(state_mean, dtype=np.float32))
+        std = torch.ones(obs_dim) if state_std is None else torch.as_tensor(np.asarray(state_std, dtype=np.float32))
+        if mean.shape != (obs_dim,) or std.shape != (obs_dim,):
+            raise ValueError(f"state_mean and state_std must have shape ({obs_dim},), got {tuple(mean.shape)} and {tuple(std.shape)}")
+        self.register_buffer("state_mean", mean)
+        self.register_buffer("state_std", std)
+        self.register_buffer("return_scale", torch.tensor(float(return_scale)))
+        self._mode: str | None = None
+
+    def initialise_parameters(self, scheme: str) -> None:
+        """Initialise with ``model.init`` (``agents.initialisation``); subclasses call it once their layers
+        (``self.embed``, ``self.head`` and the sequence model) exist."""
+        initialise(self, scheme, inputs_and_head=(*self.embed.input_projections, self.head.linear))
+
+    # ------------------------------------------------------------------ training
+    def forward(self, states, actions, returns_to_go, timesteps, mask=None, state=None):
+        """``(B, K, ·)`` normalised batches -> predicted actions ``(B, K, act_dim)`` and the carried
+        state after the window (None for agents without one)."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return self.state_mean.device
+
+    # ------------------------------------------------------------------ carried training state
+    def carried_state_to_payload(self, state):
+        """The state ``forward`` returned, as nested lists of tensors a checkpoint can hold (None: none).
+        Agents without a carried state have nothing to save."""
+        if state is not None:
+            raise NotImplementedError(f"{type(self).__name__} carries no state between training windows")
+        return None
+
+    def carried_state_from_payload(self, payload, device):
+        """Inverse of ``carried_state_to_payload``."""
+        if payload is not None:
+            raise NotImplementedError(f"{type(self).__name__} carries no state between training windows")
+        return None
+
+    # ------------------------------------------------------------------ rollout
+    def reset(self, batch_size: int, mode: str | None = None) -> None:
+        """Start ``batch_size`` new episodes."""
+        mode = self.default_rollout_mode if mode in (None, "auto") else mode
+        if mode not in self.rollout_modes:
+            raise ValueError(f"{type(self).__name__} supports rollout modes {self.rollout_modes}, got {mode!r}")
+        self._mode, self._batch = mode, int(batch_size)
+        self._t = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        if mode == "window":
+            k, like = self.context, dict(device=self.device, dtype=self.state_mean.dtype)
+            self._win_states = torch.zeros(batch_size, k, self.obs_dim, **like)
+            self._win_actions = torch.zeros(batch_size, k, self.act_dim, **like)
+            self._win_returns = torch.zeros(batch_size, k, **like)
+            self._win_times = torch.zeros(batch_size, k, dtype=torch.long, device=self.device)
+            self._win_len = 0
+        else:
+            self._reset_recurrent()
+
+    @torch.inference_mode()
+    def act(self, returns_to_go, states) -> np.ndarray:
+        """Raw return-to-go ``(B,)`` and observations ``(B, obs_dim)`` -> actions ``(B, act_dim)``."""
+        if self._mode is None:
+            raise RuntimeError("call reset(batch_size) before act()")
+        dtype = self.state_mean.dtype
+        states = torch.as_tensor(np.asarray(states), dtype=dtype, device=self.device)
+        returns = torch.as_tensor(np.asarray(returns_to_go), dtype=dtype, device=self.device)
+        if states.shape != (self._batch, self.obs_dim) or returns.shape != (self._batch,):
+            raise ValueError(
+                f"act expects returns_to_go ({self._batch},) and states ({self._batch}, {self.obs_dim}), "
+                f"got {tuple(returns.shape)} and {tuple(states.shape)}"
+            )
+        states = (states - self.state_mean) / self.state_std
+        returns = returns / self.return_scale
+        if self._mode == "window":
+            action = self._act_window(returns, states)
+        else:
+            action = self._act_recurrent(returns, states)
+        return action.cpu().numpy().astype(np.float32, copy=False)
+
+    @torch.inference_mode()
+    def observe(self, actions, rewards=None) -> None:
+        """The actions applied (``(B, act_dim)``); rewards are accepted for symmetry (the return-to-go
+        passed to ``act`` already accounts for them)."""
+        actions = torch.as_tensor(np.asarray(actions), dtype=self.state_mean.dtype, device=self.device)
+        if self._mode == "window":
+            self._win_actions[:, self._win_len - 1] = actions
+        else:
+            self._observe_recurrent(actions)
+        self._t += 1
+
+    def _act_window(self, returns, states):
+        if self._win_len == self.context:  # drop the oldest step
+            for buf in (self._win_states, self._win_actions, self._win_returns, self._win_times):
+                buf[:, :-1] = buf[:, 1:].clone()
+        else:
+            self._win_len += 1
+        i = self._win_len - 1
+        self._win_states[:, i], self._win_returns[:, i], self._win_times[:, i] = states, returns, self._t
+        self._win_actions[:, i] = 0.0
+        n = self._win_len
+        preds, _ = self(
+            self._win_states[:, :n], self._win_actions[:, :n], self._win_returns[:, :n], self._win_times[:, :n]
+        )
+        return preds[:, -1]
+
+    def _reset_recurrent(self):
+        raise NotImplementedError
+
+    def _act_recurrent(self, returns, states):
+        raise NotImplementedError
+
+    def _observe_recurrent(self, actions):
+        raise NotImplementedError

@@ -1,0 +1,94 @@
+"""Decision-RNN: Decision Transformer's tokens and head around a stack of minGRU / minLSTM blocks.
+
+Rollouts carry the recurrent state (``recurrent`` mode): O(1) work and memory per env step whatever the
+episode length. Training can start every window from a zero state (``window`` regime) or walk whole
+episodes in consecutive chunks with the state carried between them (``sequence`` regime), which is
+what a carried-state rollout sees.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from rl_minrnn import BlockState, MinRNNStack
+
+from .base import DecisionAgent
+from .embeddings import ActionHead, TrajectoryEmbedding
+
+
+class RNNAgentState(NamedTuple):
+    """The carried state: one entry per layer, and the last action (the fused layout's next a_{t-1})."""
+
+    stack: list
+    prev_action: torch.Tensor | None
+
+
+class DecisionRNN(DecisionAgent):
+    rollout_modes = ("recurrent", "window")
+    default_rollout_mode = "recurrent"
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        *,
+        context: int = 20,
+        width: int = 128,
+        depth: int = 3,
+        cell: str = "mingru",
+        tokens: str = "interleaved",
+        expansion: float = 1.0,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.1,
+        conv: int = 0,
+        max_timestep: int = 1000,
+        init: str = "gpt",
+        state_mean=None,
+        state_std=None,
+        return_scale: float = 1000.0,
+    ):
+        super().__init__(obs_dim, act_dim, context, state_mean, state_std, return_scale)
+        self.embed = TrajectoryEmbedding(obs_dim, act_dim, width, max_timestep, tokens)
+        self.embed_dropout = torch.nn.Dropout(dropout)
+        self.stack = MinRNNStack(width, depth, cell=cell, expansion=expansion, mlp_ratio=mlp_ratio,
+                                 dropout=dropout, conv=conv)
+        self.head = ActionHead(width, act_dim)
+        self.initialise_parameters(init)
+
+    def forward(self, states, actions, returns_to_go, timesteps, mask=None, state: RNNAgentState | None = None):
+        stack_state, prev_action = (None, None) if state is None else state
+        tokens = self.embed_dropout(self.embed(states, actions, returns_to_go, timesteps, prev_action))
+        hidden, stack_state = self.stack(tokens, stack_state)
+        preds = self.head(self.embed.action_outputs(hidden))
+        last_action = actions[:, -1] if self.embed.layout == "fused" else None
+        return preds, RNNAgentState(stack_state, last_action)
+
+    def carried_state_to_payload(self, state: RNNAgentState | None):
+        if state is None:
+            return None
+        return {"stack": [[s.h, s.conv] for s in state.stack], "prev_action": state.prev_action}
+
+    def carried_state_from_payload(self, payload, device) -> RNNAgentState | None:
+        if payload is None:
+            return None
+        to = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return RNNAgentState([BlockState(to(h), to(c)) for h, c in payload["stack"]], to(payload["prev_action"]))
+
+    # ------------------------------------------------------------------ O(1) rollout
+    def _reset_recurrent(self):
+        self._state = None
+        self._prev_action = None
+
+    def _act_recurrent(self, returns, states):
+        tokens = self.embed.step_tokens(states, returns, self._t, self._prev_action)
+        if len(tokens) == 1:
+            hidden, self._state = self.stack.step(tokens[0], self._state)
+        else:  # a_{t-1}, R_t, s_t as one 3-token sequence: one call per layer instead of three (same numbers)
+            hidden, self._state = self.stack(torch.stack(tokens, dim=1), self._state)
+            hidden = hidden[:, -1]
+        return self.head(hidden)
+
+    def _observe_recurrent(self, actions):
+        self._prev_action = actions

@@ -1,0 +1,80 @@
+"""Decision Transformer baseline (Chen et al. 2021): GPT-style causal self-attention over the same
+tokens, embeddings and head as the Decision-RNN. Rollouts re-run the last K steps at every env step."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import DecisionAgent
+from .embeddings import TOKENS_PER_STEP, ActionHead, TrajectoryEmbedding
+
+
+class CausalSelfAttentionBlock(nn.Module):
+    """Pre-norm GPT block: ``x + Attn(LN(x))``, ``x + MLP(LN(x))`` with causal ``scaled_dot_product_attention``."""
+
+    def __init__(self, width: int, heads: int = 1, mlp_ratio: float = 4.0, dropout: float = 0.1):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm_attn = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.resid_dropout = nn.Dropout(dropout)
+        self.norm_mlp = nn.LayerNorm(width)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(self.norm_attn(x)).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.resid_dropout(self.proj(attn.transpose(1, 2).reshape(batch, length, width)))
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class DecisionTransformer(DecisionAgent):
+    rollout_modes = ("window",)
+    default_rollout_mode = "window"
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        *,
+        context: int = 20,
+        width: int = 128,
+        depth: int = 3,
+        heads: int = 1,
+        tokens: str = "interleaved",
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.1,
+        max_timestep: int = 1000,
+        position_embedding: bool = True,
+        init: str = "gpt",
+        state_mean=None,
+        state_std=None,
+        return_scale: float = 1000.0,
+    ):
+        super().__init__(obs_dim, act_dim, context, state_mean, state_std, return_scale)
+        self.embed = TrajectoryEmbedding(obs_dim, act_dim, width, max_timestep, tokens)
+        max_tokens = context * TOKENS_PER_STEP[tokens]
+        self.position = nn.Embedding(max_tokens, width) if position_embedding else None
+        self.embed_dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(CausalSelfAttentionBlock(width, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = ActionHead(width, act_dim)
+        self.initialise_parameters(init)
+
+    def forward(self, states, actions, returns_to_go, timesteps, mask=None, state=None):
+        """Windows of at most K steps. Padding sits at the end of a window, so causal attention keeps it
+        out of every real position's output and no attention mask is needed."""
+        if states.shape[1] > self.context:
+            raise ValueError(f"DecisionTransformer windows hold at most {self.context} steps, got {states.shape[1]}")
+        x = self.embed(states, actions, returns_to_go, timesteps)
+        if self.position is not None:
+            x = x + self.position.weight[: x.shape[1]]
+        x = self.embed_dropout(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.embed.action_outputs(self.norm(x))), None

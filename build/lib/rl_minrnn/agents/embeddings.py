@@ -1,0 +1,83 @@
+"""What both agents share: token embeddings of (return-to-go, state, action, timestep), the two token
+layouts, and the tanh action head. One definition, so the recurrent agent and the Transformer baseline
+differ only in their sequence model."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+TOKEN_LAYOUTS = ("interleaved", "fused")
+TOKENS_PER_STEP = {"interleaved": 3, "fused": 1}
+
+
+class TrajectoryEmbedding(nn.Module):
+    """Linear embeddings of R_t, s_t, a_t plus a learned timestep embedding (Decision Transformer's).
+
+    ``interleaved``: tokens ``R_0, s_0, a_0, R_1, ...`` (3K tokens); the action is predicted at ``s_t``.
+    ``fused``: one token ``R_t + s_t + a_{t-1}`` per timestep (K tokens); ``a_{-1}`` is a zero action.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, width: int, max_timestep: int, layout: str):
+        super().__init__()
+        if layout not in TOKEN_LAYOUTS:
+            raise ValueError(f"token layout must be one of {TOKEN_LAYOUTS}, got {layout!r}")
+        self.layout, self.max_timestep = layout, max_timestep
+        self.state = nn.Linear(obs_dim, width)
+        self.action = nn.Linear(act_dim, width)
+        self.ret = nn.Linear(1, width)
+        self.timestep = nn.Embedding(max_timestep, width)
+        self.norm = nn.LayerNorm(width)
+
+    @property
+    def input_projections(self) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
+        """The Linear layers that embed R, s and a (``model.init=d3rlpy`` leaves them at PyTorch's defaults)."""
+        return self.ret, self.state, self.action
+
+    def time(self, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.timestep(timesteps.clamp(0, self.max_timestep - 1))
+
+    def forward(self, states, actions, returns_to_go, timesteps, prev_action=None) -> torch.Tensor:
+        """``(B, K, ·)`` inputs -> ``(B, K * tokens_per_step, width)`` tokens. ``prev_action (B, act_dim)``
+        is the action before the window (fused layout; zeros when None)."""
+        time = self.time(timesteps)
+        r = self.ret(returns_to_go.unsqueeze(-1)) + time
+        s = self.state(states) + time
+        if self.layout == "interleaved":
+            a = self.action(actions) + time
+            tokens = torch.stack([r, s, a], dim=2).flatten(1, 2)
+        else:
+            first = torch.zeros_like(actions[:, :1]) if prev_action is None else prev_action.unsqueeze(1).to(actions.dtype)
+            previous = torch.cat([first, actions[:, :-1]], dim=1)
+            tokens = r + s + self.action(previous)
+        return self.norm(tokens)
+
+    def step_tokens(self, state, return_to_go, timestep, prev_action) -> list[torch.Tensor]:
+        """The tokens one rollout step feeds, in order, ``(B, width)`` each: ``[a_{t-1}], R_t, s_t``
+        (interleaved; the action token only after the first step) or the one fused token."""
+        time = self.time(timestep)
+        r = self.ret(return_to_go.unsqueeze(-1)) + time
+        s = self.state(state) + time
+        if self.layout == "interleaved":
+            tokens = [r, s]
+            if prev_action is not None:
+                tokens.insert(0, self.action(prev_action) + self.time(timestep - 1))
+            return [self.norm(t) for t in tokens]
+        if prev_action is None:
+            prev_action = state.new_zeros(state.shape[0], self.action.in_features)
+        return [self.norm(r + s + self.action(prev_action))]
+
+    def action_outputs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The outputs that predict a_t: at the s_t tokens (interleaved) or every token (fused)."""
+        return hidden[:, 1::3] if self.layout == "interleaved" else hidden
+
+
+class ActionHead(nn.Module):
+    """Linear then tanh: actions of these tasks lie in [-1, 1]."""
+
+    def __init__(self, width: int, act_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(width, act_dim)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.linear(hidden))

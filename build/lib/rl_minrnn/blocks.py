@@ -1,0 +1,158 @@
+"""Residual blocks and stacks of minimal RNN cells, with parallel and step modes.
+
+Block (the paper's, appendix C.3): ``x + Dropout(Cell(Conv(Norm(x))))`` then ``x + MLP(Norm(x))``, pre-norm
+LayerNorm, GELU MLP of ``mlp_ratio * dim``. The optional causal depthwise convolution of width ``k`` (the
+paper's language-model block) makes the last ``k - 1`` cell inputs part of the step state.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from .cells import CELLS
+
+
+class BlockState(NamedTuple):
+    """What a block carries between calls: the cell state ``(B, hidden)`` and, with a convolution, its
+    last ``k - 1`` inputs ``(B, k - 1, dim)`` (None without one)."""
+
+    h: torch.Tensor
+    conv: torch.Tensor | None = None
+
+
+class CausalDepthwiseConv(nn.Module):
+    """``y_t = sum_j w_j * u_{t - k + 1 + j} + bias`` per channel; inputs before the sequence come from the
+    carried buffer (zeros at the start)."""
+
+    def __init__(self, dim: int, kernel_size: int):
+        super().__init__()
+        if kernel_size < 2:
+            raise ValueError(f"conv kernel size must be >= 2 (0 disables it), got {kernel_size}")
+        self.kernel_size = kernel_size
+        self.conv = nn.Conv1d(dim, dim, kernel_size, groups=dim)
+
+    def initial_buffer(self, u: torch.Tensor) -> torch.Tensor:
+        return u.new_zeros(u.shape[0], self.kernel_size - 1, u.shape[-1])
+
+    def forward(self, u: torch.Tensor, buffer: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``u (B, T, dim)`` -> ``(B, T, dim)`` and the new buffer (the last ``k - 1`` inputs)."""
+        buffer = self.initial_buffer(u) if buffer is None else buffer.to(u.dtype)
+        full = torch.cat([buffer, u], dim=1)
+        y = self.conv(full.transpose(1, 2)).transpose(1, 2)
+        return y, full[:, -(self.kernel_size - 1):]
+
+    def step(self, u_t: torch.Tensor, buffer: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        buffer = self.initial_buffer(u_t) if buffer is None else buffer.to(u_t.dtype)
+        window = torch.cat([buffer, u_t.unsqueeze(1)], dim=1)  # (B, k, dim)
+        weight = self.conv.weight.squeeze(1).transpose(0, 1)  # (k, dim)
+        y = (window * weight).sum(dim=1) + self.conv.bias
+        return y, window[:, 1:]
+
+
+class MinRNNBlock(nn.Module):
+    """Pre-norm residual minGRU/minLSTM, then pre-norm residual GELU MLP."""
+
+    def __init__(
+        self,
+        dim: int,
+        cell: str = "mingru",
+        expansion: float = 1.0,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        conv: int = 0,
+        scan: str = "chunked",
+        chunk_size: int | None = None,
+    ):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+        self.norm_cell = nn.LayerNorm(dim)
+        self.conv = CausalDepthwiseConv(dim, conv) if conv else None
+        self.cell = CELLS[cell](dim, expansion, scan=scan, chunk_size=chunk_size)
+        self.norm_mlp = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), nn.Dropout(dropout))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, state: BlockState | None = None) -> tuple[torch.Tensor, BlockState]:
+        h, conv_buffer = (None, None) if state is None else state
+        u = self.norm_cell(x)
+        if self.conv is not None:
+            u, conv_buffer = self.conv(u, conv_buffer)
+        y, h = self.cell(u, h)
+        x = x + self.dropout(y)
+        x = x + self.mlp(self.norm_mlp(x))
+        return x, BlockState(h, conv_buffer)
+
+    def step(self, x_t: torch.Tensor, state: BlockState | None = None) -> tuple[torch.Tensor, BlockState]:
+        h, conv_buffer = (None, None) if state is None else state
+        u = self.norm_cell(x_t)
+        if self.conv is not None:
+            u, conv_buffer = self.conv.step(u, conv_buffer)
+        y, h = self.cell.step(u, h)
+        x_t = x_t + self.dropout(y)
+        x_t = x_t + self.mlp(self.norm_mlp(x_t))
+        return x_t, BlockState(h, conv_buffer)
+
+
+
+
+class MinRNNStack(nn.Module):
+    """``depth`` blocks and a final LayerNorm; the state is a list with one :class:`BlockState` per layer."""
+
+    def __init__(self, dim: int, depth: int, final_norm: bool = True, **block_kwargs):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.blocks = nn.ModuleList(MinRNNBlock(dim, **block_kwargs) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, state: Sequence[BlockState] | None = None):
+        states = self._split(state)
+        new_states = []
+        for block, s in zip(self.blocks, states):
+            x, s = block(x, s)
+            new_states.append(s)
+        return self.norm(x), new_states
+
+    def step(self, x_t: torch.Tensor, state: Sequence[BlockState] | None = None):
+        states = self._split(state)
+        new_states = []
+        for block, s in zip(self.blocks, states):
+            x_t, s = block.step(x_t, s)
+            new_states.append(s)
+        return self.norm(x_t), new_states
+
+    def _split(self, state):
+        if state is None:
+            return [None] * len(self.blocks)
+        if len(state) != len(self.blocks):
+            raise ValueError(f"state has {len(state)} entries but the stack has {len(self.blocks)} layers")
+        return list(state)
+
+
+def mask_state(state, keep: torch.Tensor):
+    """Zero the rows of a (nested) recurrent state where ``keep`` (B,) is False: the initial state of a
+    new episode in a carried-state batch. ``None`` stays ``None``."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        k = keep.to(state.dtype).view(-1, *([1] * (state.dim() - 1)))
+        return state * k
+    if hasattr(state, "_fields"):  # a NamedTuple such as BlockState
+        return type(state)(*(mask_state(s, keep) for s in state))
+    return type(state)(mask_state(s, keep) for s in state)
+
+
+def detach_state(state):
+    """Detach a (nested) recurrent state from the graph: truncated backpropagation through time."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if hasattr(state, "_fields"):  # a NamedTuple such as BlockState
+        return type(state)(*(detach_state(s) for s in state))
+    return type(state)(detach_state(s) for s in state)

@@ -1,0 +1,148 @@
+"""minGRU and minLSTM ("Were RNNs All We Needed?", Feng et al. 2024), log-space form.
+
+Both cells are ``h_t = a_t * h_{t-1} + b_t`` with ``a_t, b_t`` from ``x_t`` alone:
+
+- minGRU: ``z = sigmoid(k_z)``, ``h~ = g(k_h)``, ``h_t = (1 - z) h_{t-1} + z h~``
+  so ``a = 1 - z = sigmoid(-k_z)`` and ``b = z * g(k_h)``.
+- minLSTM: ``f = sigmoid(k_f)``, ``i = sigmoid(k_i)``, ``f' = f / (f + i)``, ``i' = i / (f + i)``,
+  ``h_t = f' h_{t-1} + i' g(k_h)``. With ``d = softplus(-k_f) - softplus(-k_i) = log(i / f)``:
+  ``f' = sigmoid(-d)``, ``i' = sigmoid(d)``.
+
+Logarithms of sigmoids use ``logsigmoid`` (``log sigmoid(x) = -softplus(-x)``), which is exact, where
+``F.softplus`` switches to ``x`` above 20 and is off by up to ``exp(-20)``, about 2e-9.
+
+``g(x) = x + 0.5`` for ``x >= 0`` and ``sigmoid(x)`` otherwise keeps the candidate, hence the state,
+positive so that its logarithm exists (``log_g``) for the log-space scan. Gates are computed as
+``sigmoid(-k)`` rather than ``1 - sigmoid(k)``, which loses relative accuracy on small values.
+
+Parallel mode (``cell(x, h)``) and step mode (``cell.step(x_t, h)``) compute the same numbers; the
+parallel mode's scan is chosen by ``scan=`` (see :mod:`rl_minrnn.scan`). Reduced-precision inputs
+(bfloat16, float16) are projected in their dtype and scanned in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .scan import SCAN_MODES, chunked_scan, log_space_scan, sequential_scan
+
+
+def g(x: torch.Tensor) -> torch.Tensor:
+    """Positive candidate activation: ``x + 0.5`` for ``x >= 0``, ``sigmoid(x)`` otherwise."""
+    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+def log_g(x: torch.Tensor) -> torch.Tensor:
+    """``log(g(x))``: ``log(relu(x) + 0.5)`` for ``x >= 0``, ``-softplus(-x) = logsigmoid(x)`` otherwise."""
+    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), F.logsigmoid(x))
+
+
+class _MinRNNCell(nn.Module):
+    """Shared machinery: one input projection to the gate/candidate pre-activations, the scan, and an
+    optional projection of the hidden state (width ``int(dim * expansion)``) back to ``dim``."""
+
+    num_projections: int  # how many hidden-width pre-activations the cell needs
+
+    def __init__(self, dim: int, expansion: float = 1.0, scan: str = "chunked", chunk_size: int | None = None):
+        super().__init__()
+        if scan not in SCAN_MODES:
+            raise ValueError(f"scan must be one of {SCAN_MODES}, got {scan!r}")
+        hidden = int(dim * expansion)
+        if dim < 1 or hidden < 1:
+            raise ValueError(f"dim and int(dim * expansion) must be >= 1, got dim={dim}, expansion={expansion}")
+        self.dim, self.hidden_dim = dim, hidden
+        self.scan, self.chunk_size = scan, chunk_size
+        self.to_gates = nn.Linear(dim, self.num_projections * hidden)
+        self.to_out = nn.Linear(hidden, dim, bias=False) if hidden != dim else nn.Identity()
+
+    @classmethod
+    def parameter_count(cls, dim: int, expansion: float = 1.0) -> int:
+        """Closed form: ``n * dim * H + n * H`` (input projection with bias) ``+ H * dim`` when ``H != dim``,
+        with ``H = int(dim * expansion)`` and ``n`` = 2 (minGRU) or 3 (minLSTM)."""
+        hidden = int(dim * expansion)
+        count = cls.num_projections * (dim * hidden + hidden)
+        return count + (hidden * dim if hidden != dim else 0)
+
+    # Subclasses give the recurrence coefficients from the pre-activations (float32 or float64).
+    def coefficients(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def log_coefficients(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _preactivations(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"{type(self).__name__} expects inputs of width {self.dim}, got {tuple(x.shape)}")
+        k = self.to_gates(x)
+        return k.float() if k.dtype in (torch.float16, torch.bfloat16) else k
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, T, dim)``, ``h (B, hidden)`` or None -> ``y (B, T, dim)``, state after the last step."""
+        if x.dim() != 3:
+            raise ValueError(f"{type(self).__name__} expects (batch, time, dim) inputs, got {tuple(x.shape)}")
+        k = self._preactivations(x)
+        h0 = None if h is None else h.to(k.dtype)
+        if self.scan == "log":
+            log_a, log_b = self.log_coefficients(k)
+            states = log_space_scan(log_a, log_b, h0)
+        else:
+            a, b = self.coefficients(k)
+            states = chunked_scan(a, b, h0, self.chunk_size) if self.scan == "chunked" else sequential_scan(a, b, h0)
+        return self.to_out(states.to(x.dtype)), states[:, -1]
+
+    def step(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step, O(1): ``x_t (B, dim)`` -> ``y_t (B, dim)``, new state ``(B, hidden)``."""
+        a, b = self.coefficients(self._preactivations(x_t))
+        h = b if h is None else torch.addcmul(b, a, h.to(b.dtype))
+        return self.to_out(h.to(x_t.dtype)), h
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, hidden_dim={self.hidden_dim}, scan={self.scan!r}"
+
+
+class MinGRU(_MinRNNCell):
+    """minGRU: ``h_t = (1 - z_t) h_{t-1} + z_t g(h~_t)``, ``z_t = sigmoid(Linear_z(x_t))``.
+
+    Parameters: ``2 * (dim * H + H)`` (+ ``H * dim`` when ``H != dim``); at expansion 1 exactly a third
+    of ``nn.GRU(dim, dim)``'s ``6 * (dim^2 + dim)``.
+    """
+
+    num_projections = 2
+
+    def coefficients(self, k):
+        k_z, k_h = k.chunk(2, dim=-1)
+        return torch.sigmoid(-k_z), torch.sigmoid(k_z) * g(k_h)
+
+    def log_coefficients(self, k):
+        k_z, k_h = k.chunk(2, dim=-1)
+        return F.logsigmoid(-k_z), F.logsigmoid(k_z) + log_g(k_h)
+
+
+class MinLSTM(_MinRNNCell):
+    """minLSTM: ``h_t = f'_t h_{t-1} + i'_t g(h~_t)`` with normalised forget/input gates
+    ``f' = f / (f + i)``, ``i' = i / (f + i)``.
+
+    Parameters: ``3 * (dim * H + H)`` (+ ``H * dim`` when ``H != dim``); at expansion 1 exactly 3/8 of
+    ``nn.LSTM(dim, dim)``'s ``8 * (dim^2 + dim)``.
+    """
+
+    num_projections = 3
+
+    @staticmethod
+    def _log_ratio(k_f, k_i):
+        return F.logsigmoid(k_i) - F.logsigmoid(k_f)  # d = log(i / f) = softplus(-k_f) - softplus(-k_i)
+
+    def coefficients(self, k):
+        k_f, k_i, k_h = k.chunk(3, dim=-1)
+        d = self._log_ratio(k_f, k_i)
+        return torch.sigmoid(-d), torch.sigmoid(d) * g(k_h)
+
+    def log_coefficients(self, k):
+        k_f, k_i, k_h = k.chunk(3, dim=-1)
+        d = self._log_ratio(k_f, k_i)
+        return F.logsigmoid(-d), F.logsigmoid(d) + log_g(k_h)
+
+
+CELLS = {"mingru": MinGRU, "minlstm": MinLSTM}

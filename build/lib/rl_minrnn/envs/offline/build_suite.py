@@ -1,0 +1,133 @@
+"""Build the local D4RL-style suite, skipping what already exists (safe to re-run).
+
+    python -m rl_minrnn.envs.offline.build_suite [--steps N] [--policies-dir DIR] [--replay FILE] [--root DIR]
+
+Writes ``local/{hopper,walker2d,halfcheetah}/{medium,expert,medium-expert}-v0`` from the behaviour
+policies (``--steps`` each, 1,000,000 by default as in D4RL; stochastic; medium-expert = medium followed
+by expert) and ``local/hopper/medium-replay-v0`` from the replay buffer when that file is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rl_minrnn.envs.offline.build_dataset import build_dataset
+from rl_minrnn.envs.offline.combine import combine_datasets
+from rl_minrnn.envs.offline import DatasetError, datasets_root
+from rl_minrnn.envs.offline.import_d4rl import import_d4rl
+from rl_minrnn.envs.offline.policies import PolicyError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_POLICIES_DIR = REPO_ROOT.parent / "shared" / "policies"
+DEFAULT_REPLAY = REPO_ROOT.parent / "shared" / "replay" / "hopper-medium-replay.npz"
+
+# task -> (gymnasium id, medium policy, expert policy); see shared/policies/README.md
+SUITE = {
+    "hopper": ("Hopper-v5", "hopper-sac", "hopper-tqc"),
+    "walker2d": ("Walker2d-v5", "walker2d-trpo", "walker2d-tqc"),
+    "halfcheetah": ("HalfCheetah-v5", "halfcheetah-ppo", "halfcheetah-tqc"),
+}
+# distinct build seeds so that no two datasets share episode reset seeds
+SEEDS = {("hopper", "medium"): 0, ("hopper", "expert"): 1, ("walker2d", "medium"): 2,
+         ("walker2d", "expert"): 3, ("halfcheetah", "medium"): 4, ("halfcheetah", "expert"): 5}
+
+
+def suite_ids(tasks=tuple(SUITE)) -> list[str]:
+    ids = [f"local/{t}/{k}-v0" for t in tasks for k in ("medium", "expert", "medium-expert")]
+    return ids + (["local/hopper/medium-replay-v0"] if "hopper" in tasks else [])
+
+
+def build_suite(
+    steps: int = 1_000_000,
+    policies_dir=DEFAULT_POLICIES_DIR,
+    replay=DEFAULT_REPLAY,
+    root=None,
+    tasks=tuple(SUITE),
+    num_envs: int = 16,
+    seed_offset: int = 0,
+    progress: bool = True,
+    workers: int = 1,
+) -> dict:
+    """Build what is missing; returns {dataset_id: 'built' | 'exists' | 'skipped: why'}."""
+    root = Path(root) if root is not None else datasets_root()
+    policies_dir = Path(policies_dir)
+    status = {}
+    exists = lambda i: (root / i / "data" / "metadata.json").is_file()  # noqa: E731
+    needed = [
+        SUITE[t][k] for t in tasks for k, kind in ((1, "medium"), (2, "expert"))
+        if not exists(f"local/{t}/{kind}-v0")
+    ]
+    missing = [n for n in needed if not (policies_dir / f"{n}.npz").is_file()]
+    if missing:
+        raise PolicyError(
+            f"Behaviour policies {missing} not found in {policies_dir}. Point --policies-dir at the folder holding "
+            "<env>-<algo>.npz and policies.json (format: shared/policies/README.md)."
+        )
+    for task in tasks:
+        env_id, medium, expert = SUITE[task]
+        for kind, name in (("medium", medium), ("expert", expert)):
+            dataset_id = f"local/{task}/{kind}-v0"
+            if exists(dataset_id):
+                status[dataset_id] = "exists"
+                continue
+            t0 = time.perf_counter()
+            build_dataset(
+                policies_dir / f"{name}.npz", env_id, steps, dataset_id, seed=SEEDS[(task, kind)] + seed_offset,
+                num_envs=num_envs, root=root, progress=progress, workers=workers,
+            )
+            status[dataset_id] = f"built in {time.perf_counter() - t0:.0f} s"
+        dataset_id = f"local/{task}/medium-expert-v0"
+        if exists(dataset_id):
+            status[dataset_id] = "exists"
+        else:
+            t0 = time.perf_counter()
+            combine_datasets([f"local/{task}/medium-v0", f"local/{task}/expert-v0"], dataset_id, root=root)
+            status[dataset_id] = f"built in {time.perf_counter() - t0:.0f} s"
+    if "hopper" in tasks:
+        dataset_id = "local/hopper/medium-replay-v0"
+        if exists(dataset_id):
+            status[dataset_id] = "exists"
+        elif replay is not None and Path(replay).is_file():
+            t0 = time.perf_counter()
+            import_d4rl(replay, "Hopper-v5", dataset_id, root=root)
+            status[dataset_id] = f"built in {time.perf_counter() - t0:.0f} s"
+        else:
+            status[dataset_id] = f"skipped: replay buffer {replay} not found"
+    return status
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rl_minrnn.envs.offline.build_suite", description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=1_000_000, help="env steps per medium/expert dataset (D4RL: 1M)")
+    p.add_argument("--policies-dir", default=str(DEFAULT_POLICIES_DIR), help="folder of the behaviour policy npz files")
+    p.add_argument("--replay", default=str(DEFAULT_REPLAY), help="hopper medium-replay buffer (npz/hdf5); skipped if absent")
+    p.add_argument("--root", default=None, help="store folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)")
+    p.add_argument("--tasks", nargs="+", choices=list(SUITE), default=list(SUITE))
+    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--workers", type=int, default=1, help="processes per build (2 uses both cores)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if min(args.steps, args.num_envs, args.workers) <= 0:
+        p.error("--steps and --num-envs must be positive")
+    t0 = time.perf_counter()
+    try:
+        status = build_suite(
+            args.steps, args.policies_dir, args.replay, args.root, tuple(args.tasks), args.num_envs,
+            progress=not args.no_progress, workers=args.workers,
+        )
+    except (DatasetError, PolicyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    root = Path(args.root) if args.root else datasets_root()
+    print(f"\nsuite in {root} ({time.perf_counter() - t0:.0f} s):")
+    for dataset_id, what in status.items():
+        size = sum(f.stat().st_size for f in (root / dataset_id).rglob("*") if f.is_file()) if (root / dataset_id).is_dir() else 0
+        print(f"  {dataset_id:36s} {what:28s} {size / 1e6:8.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

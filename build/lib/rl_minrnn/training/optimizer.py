@@ -1,0 +1,38 @@
+"""AdamW with GPT's weight-decay groups, and the linear warm-up schedule.
+
+Weight decay pulls a parameter towards zero. That is a prior on the weight matrices of Linear (and conv)
+layers, but not on what sets an offset or a scale: a bias, a LayerNorm gain (decayed towards 0 instead
+of its identity 1) or an embedding row that a rare timestep only updates now and then (and decay shrinks
+at every step). minGPT (and the Decision Transformer's Atari code, built on it) and d3rlpy's
+``GPTAdamWFactory`` therefore decay only the weights of Linear/conv layers (``matrices``); CORL and the
+Decision Transformer's gym code decay everything (``all``). Measured within noise of each other here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DECAYED_MODULES = (nn.Linear, nn.Conv1d)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_on: str = "matrices") -> list[dict]:
+    """AdamW parameter groups: ``matrices`` decays Linear/conv weights only, ``all`` every parameter."""
+    if decay_on == "all":
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    if decay_on != "matrices":
+        raise ValueError(f"decay_on must be 'matrices' or 'all', got {decay_on!r}")
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param.requires_grad:
+                (decay if name == "weight" and isinstance(module, DECAYED_MODULES) else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, train) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over ``parameter_groups`` and a linear warm-up to ``train.lr`` over ``train.warmup_steps``."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, train.weight_decay, train.weight_decay_on), lr=train.lr)
+    warmup = max(1, train.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    return optimizer, scheduler

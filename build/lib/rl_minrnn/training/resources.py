@@ -1,0 +1,40 @@
+"""What a run trains with: the torch device, how many CPU threads it may use, and the dataset (with the
+shipped sample as the offline fallback the default job allows)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
+from rl_minrnn.envs.offline import SAMPLE_DATASET_ID, DatasetNotFoundError, load_dataset
+
+
+def configure_threads(requested: int) -> int:
+    """Half the cores (at least 1, at most 4) unless told otherwise: a thread that has to share its core
+    with the evaluation envs or another job is catastrophic (on 2 cores, 2 threads beside a busy process
+    ran 5-10x slower than 1), and beyond 4 these small models gain nothing."""
+    threads = requested or max(1, min(4, (os.cpu_count() or 1) // 2))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda was asked for but torch sees no CUDA device; use train.device=cpu")
+    return torch.device(name)
+
+
+def load_training_dataset(config: ExperimentConfig, log=print):
+    """The configured dataset, or the Hopper sample shipped with the project when allowed and needed."""
+    try:
+        return load_dataset(config.dataset.id)
+    except DatasetNotFoundError as exc:
+        if not config.dataset.fallback_to_sample:
+            raise
+        log(f"Dataset {config.dataset.id!r} is not available offline ({str(exc).splitlines()[0]}).\n"
+            f"Using the Hopper sample dataset shipped with the project instead: {SAMPLE_DATASET_ID!r}.")
+        return load_dataset(SAMPLE_DATASET_ID, download=False)

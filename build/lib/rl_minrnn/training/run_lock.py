@@ -1,0 +1,74 @@
+"""One training process per run folder.
+
+Two trainers writing the same ``checkpoints/last.pt`` and ``metrics.jsonl`` would interleave their
+steps silently, so a trainer holds ``RUN_DIR/.lock`` for its whole life. The lock is an OS file lock
+(``filelock``, ``flock`` on Linux/macOS): the kernel drops it when its process ends, however it ends,
+so a run killed with SIGKILL leaves no stale lock behind and resumes at once. Who holds it (pid, host,
+start time) is written beside it, in ``.lock.owner``, for the error message of the process refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+LOCK_NAME = ".lock"
+OWNER_NAME = ".lock.owner"
+
+
+class RunInUseError(Exception):
+    """Another process is training in this run folder."""
+
+
+class RunFolderError(Exception):
+    """The run folder cannot be created or written."""
+
+
+class RunLock:
+    """``RunLock.acquire(run_dir)`` returns a held lock or raises ``RunInUseError`` at once."""
+
+    def __init__(self, run_dir: Path, lock: FileLock):
+        self.run_dir, self._lock = run_dir, lock
+
+    @classmethod
+    def acquire(cls, run_dir: str | os.PathLike) -> "RunLock":
+        run_dir = Path(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(run_dir / LOCK_NAME))
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunInUseError(
+                f"{run_dir} is in use by another training process ({_owner(run_dir)}); wait for it to "
+                f"finish or stop it, or pick another --run-dir"
+            ) from None
+        except OSError as exc:
+            raise RunFolderError(f"Cannot use {run_dir} as a run folder ({exc.strerror or exc}); "
+                                 "pick a writable --run-dir") from None
+        try:
+            owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+            (run_dir / OWNER_NAME).write_text(json.dumps(owner) + "\n")
+        except OSError:  # the lock itself is held; the note is only for other processes' messages
+            pass
+        return cls(run_dir, lock)
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()
+
+
+def _owner(run_dir: Path) -> str:
+    try:
+        owner = json.loads((run_dir / OWNER_NAME).read_text())
+        return f"pid {owner['pid']} on {owner['host']}, since {owner['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "owner unknown"

@@ -1,0 +1,359 @@
+"""The training loop: data, model, optimisation, evaluation, checkpoints, logs, in the order data flows.
+
+``Trainer(config, run_dir).run()`` trains from scratch; ``Trainer.resume(run_dir, overrides).run()``
+continues from ``run_dir/checkpoints/last.pt`` exactly: same data order, same RNG streams, so N steps
+straight and N/2 + resume to N give identical weights.
+
+Faults stop a run without losing it (``docs/faults.md``): one trainer per run folder (``RunLock``); a
+non-finite loss or gradient stops training before the optimiser applies it, and no checkpoint is ever
+written with non-finite weights; an evaluation that raises leaves ``last.pt`` of the step reached; a
+checkpoint write that fails leaves the previous file intact. Each raises a ``TrainingStopped`` whose
+message says what happened, what was kept and what to try.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from rl_minrnn.configs.schema import ConfigError, ExperimentConfig, load_config
+from rl_minrnn.envs.offline.batches import SequenceSampler, WindowSampler
+from rl_minrnn.envs.offline import load_dataset
+from rl_minrnn.envs.offline.normalization import StateNormalizer
+from rl_minrnn.envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
+from rl_minrnn.agents import build_agent
+from rl_minrnn import detach_state, mask_state
+
+from .callbacks import TrainerCallback
+from .checkpoint import CheckpointError, CheckpointWriteError, load_weights, read_checkpoint, save_checkpoint
+from .faults import (
+    EvaluationFailedError, RunWriteError, TrainingDivergedError, TrainingStopped, divergence_advice, kept_checkpoint,
+    resume_command,
+)
+from .optimizer import build_optimizer
+from .run_lock import RunLock
+from .resources import configure_threads, load_training_dataset, select_device
+from .run_logging import MetricsLogger
+
+# Keys that may change when a run is resumed; everything else must match the checkpoint.
+RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.device", "train.threads",
+                  "train.compile", "eval.")
+
+
+class Trainer:
+    def __init__(self, config: ExperimentConfig, run_dir: str | Path, log=print, progress: bool = True, dataset=None,
+                 lock: RunLock | None = None):
+        """``dataset``: an ``OfflineDataset`` to use instead of loading ``config.dataset.id`` (tests, benchmarks).
+        ``lock``: the run folder's lock when the caller already holds it (``resume``); taken here otherwise,
+        before anything slow, so a second trainer on the same folder is refused at once."""
+        self.config, self.run_dir, self.log, self.progress = config, Path(run_dir), log, progress
+        self.lock = lock or RunLock.acquire(self.run_dir)
+        try:
+            self._build(dataset)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _build(self, dataset) -> None:
+        config = self.config
+        self.device = select_device(config.train.device)
+        self.threads = configure_threads(config.train.threads)
+        self.dataset = dataset if dataset is not None else load_training_dataset(config, self.log)
+        self.ref_scores = self.dataset.reference_scores  # its own, or D4RL's for its task, labelled as such
+        self.normalizer = StateNormalizer.from_dataset(self.dataset)
+        self._seed_everything(config.seed)
+        self.agent = build_agent(config.model, self.dataset.obs_dim, self.dataset.act_dim,
+                                 self.normalizer.mean, self.normalizer.std, config.dataset.return_scale).to(self.device)
+        self.model = torch.compile(self.agent) if config.train.compile else self.agent
+        self.sampler = self._make_sampler()
+        self.optimizer, self.scheduler = build_optimizer(self.agent, config.train)
+        self.step = 0
+        self.carried = None  # the recurrent state carried between chunks (sequence regime)
+        self.best = {"score": None, "step": None}
+        self.last_eval = None
+        self.callbacks: list[TrainerCallback] = []
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _make_sampler(self):
+        c = self.config
+        common = dict(batch_size=c.train.batch_size, return_scale=c.dataset.return_scale,
+                      normalizer=self.normalizer, seed=c.seed, max_timestep=c.model.max_timestep)
+        if c.train.regime == "sequence":  # as many timesteps per step as the window regime
+            common["batch_size"] = max(1, c.train.batch_size * c.model.context // c.train.chunk_len)
+            return SequenceSampler(self.dataset, c.train.chunk_len, **common)
+        return WindowSampler(self.dataset, c.model.context, sampling=c.train.window_sampling, **common)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, overrides: list[str] = (), log=print, progress: bool = True,
+               dataset=None) -> "Trainer":
+        run_dir = Path(run_dir)
+        path = run_dir / "checkpoints" / "last.pt"
+        if not path.is_file():  # before taking the lock: resuming a folder that is not a run creates nothing
+            read_checkpoint(path)
+        lock = RunLock.acquire(run_dir)  # before reading: the file may be rewritten by a trainer still running
+        try:
+            data = read_checkpoint(path)
+            for text in overrides:
+                key = text.split("=", 1)[0].strip()
+                if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS):
+                    raise ConfigError(f"{key}: cannot be changed when resuming (only {', '.join(RESUMABLE_KEYS)} "
+                                      "can); start a new run instead")
+            config = load_config(overrides=list(overrides), base=data["config"])
+            if dataset is None:  # the dataset the run actually used (the sample, if it fell back to it)
+                dataset = load_dataset(data["dataset_id"], download=False)
+            trainer = cls(config, run_dir, log=log, progress=progress, dataset=dataset, lock=lock)
+            trainer._restore(data, str(path))
+        except BaseException:
+            lock.release()
+            raise
+        return trainer
+
+    def _restore(self, data: dict, source: str) -> None:
+        if (data["obs_dim"], data["act_dim"]) != (self.dataset.obs_dim, self.dataset.act_dim):
+            raise CheckpointError(f"Checkpoint {source} was trained on observations/actions of size "
+                                  f"{data['obs_dim']}/{data['act_dim']} but dataset {self.dataset.dataset_id!r} has "
+                                  f"{self.dataset.obs_dim}/{self.dataset.act_dim}")
+        load_weights(self.agent, data["model"], source)
+        try:
+            self.optimizer.load_state_dict(data["optimizer"])
+            self.scheduler.load_state_dict(data["scheduler"])
+            self.sampler.load_state_dict(data["sampler"])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"Checkpoint {source} cannot be resumed: {exc}") from None
+        self.step = int(data["step"])
+        self.carried = self.agent.carried_state_from_payload(data.get("carried"), self.device)
+        self.best = data.get("best") or self.best
+        rng = data["rng"]
+        torch.set_rng_state(rng["torch"])
+        if torch.cuda.is_available() and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_payload(self) -> dict:
+        return {
+            "model": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "step": self.step,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "python": random.getstate(),
+            },
+            "carried": self.agent.carried_state_to_payload(self.carried),
+            "config": self.config.to_dict(),
+            "env_id": self.dataset.env_id,
+            "dataset_id": self.dataset.dataset_id,
+            "ref_min_score": self.dataset.ref_min_score,
+            "ref_max_score": self.dataset.ref_max_score,
+            "ref_source": self.ref_scores.source if self.ref_scores is not None else None,
+            "obs_dim": self.dataset.obs_dim,
+            "act_dim": self.dataset.act_dim,
+            "best": self.best,
+            "last_eval": self.last_eval,
+        }
+
+    def save(self, name: str = "last") -> Path:
+        """Write ``checkpoints/<name>.pt`` atomically; refuse non-finite weights (they would overwrite the
+        last good file with a model that can only produce NaN)."""
+        path = self.run_dir / "checkpoints" / f"{name}.pt"
+        bad = [k for k, v in self.agent.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise TrainingDivergedError(
+                f"The weights are non-finite at step {self.step} ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
+                f"{path.name} was not overwritten. {kept_checkpoint(self.run_dir)} {divergence_advice(self.config.train)}")
+        try:
+            save_checkpoint(path, self.checkpoint_payload())
+        except CheckpointWriteError as exc:
+            raise RunWriteError(f"{exc} Training stopped at step {self.step}. {kept_checkpoint(self.run_dir)} Free space or fix "
+                                f"the folder's permissions, then continue with: {resume_command(self.run_dir)}") from None
+        for callback in self.callbacks:
+            callback.on_save(self, path)
+        return path
+
+    # ------------------------------------------------------------------ optimisation
+    def _to_tensors(self, batch: dict) -> dict:
+        return {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
+
+    def train_step(self, batch: dict) -> dict:
+        b = self._to_tensors(batch)
+        state = None
+        if self.config.train.regime == "sequence" and self.carried is not None:
+            state = mask_state(self.carried, ~b["reset"])
+        self.agent.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            preds, new_state = self.model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"], b["mask"], state)
+        mask = b["mask"].unsqueeze(-1)
+        loss = ((preds.float() - b["actions"]).square() * mask).sum() / (mask.sum() * preds.shape[-1]).clamp_min(1.0)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.train.grad_clip or float("inf"))
+        if not bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)):  # before the update touches the weights
+            raise TrainingDivergedError(
+                f"Training diverged at step {self.step + 1}: loss {float(loss.detach()):g}, gradient norm {float(grad_norm):g}. "
+                f"The weights were not updated with it and no checkpoint was overwritten. {kept_checkpoint(self.run_dir)} "
+                f"{divergence_advice(self.config.train)}")
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.config.train.regime == "sequence":
+            self.carried = detach_state(new_state)
+        return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "timesteps": b["mask"].sum().detach()}
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, progress: bool = False, video_path: Path | None = None):
+        c = self.config.eval
+        recorder = None
+        if video_path is not None:
+            from rl_minrnn.envs.evaluation.render import VideoRecorder, setup_headless_gl
+
+            setup_headless_gl()
+            recorder = VideoRecorder(video_path, width=240, height=240)
+        result = evaluate_agent(
+            self.agent, self.dataset.env_id, c.episodes, c.target_returns, seed=c.seed,
+            mode=None if c.mode == "auto" else c.mode, ref_scores=self.ref_scores, progress=progress,
+            max_episode_steps=c.max_episode_steps, num_threads=1, trained_on=self.dataset.dataset_id,
+            render=recorder,
+        )
+        metrics = result.metrics("eval")
+        score = result.score()
+        self.last_eval = {"step": self.step, "score": score, "metrics": metrics}
+        improved = self.best["score"] is None or score > self.best["score"]
+        if improved:
+            self.best = {"score": score, "step": self.step}
+        return result, metrics, improved
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, callbacks: list[TrainerCallback] = ()) -> dict:
+        """Train to ``train.steps``, evaluating and checkpointing on the way, calling ``callbacks`` at each
+        step, evaluation and checkpoint; the run folder's lock is released on return, whatever happened."""
+        c = self.config
+        self.callbacks = list(callbacks)
+        interrupted = {"flag": False}
+
+        def on_interrupt(signum, frame):  # finish the current step, then save and stop
+            if interrupted["flag"]:
+                raise KeyboardInterrupt
+            interrupted["flag"] = True
+
+        try:
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                (self.run_dir / "config.yaml").write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
+                logger = MetricsLogger(self.run_dir)
+            except OSError as exc:
+                raise RunWriteError(f"Cannot write in the run folder {self.run_dir} ({exc.strerror or exc}); "
+                                    "pick a writable --run-dir or free space") from None
+            previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+            bar = tqdm(total=c.train.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+            try:
+                self._loop(logger, bar, interrupted)
+            except (TrainingDivergedError, RunWriteError):
+                raise  # nothing to save: the weights are bad, or the disk refused the last attempt
+            except BaseException as exc:  # an evaluation, a log write, a bug, Ctrl-C twice: keep the step reached
+                self._save_after_failure(exc)
+                if isinstance(exc, OSError):
+                    raise RunWriteError(f"Writing the run's logs in {self.run_dir} failed at step {self.step} "
+                                        f"({exc.strerror or exc}). {kept_checkpoint(self.run_dir)} Free space or fix the folder's "
+                                        f"permissions, then continue with: {resume_command(self.run_dir)}") from exc
+                raise
+            else:
+                self.save("last")
+            finally:
+                bar.close()
+                logger.close()
+                signal.signal(signal.SIGINT, previous_handler)
+        finally:
+            self.lock.release()
+        if interrupted["flag"]:
+            self.log(f"Interrupted at step {self.step}: saved {self.run_dir / 'checkpoints' / 'last.pt'}; "
+                     f"continue with: {resume_command(self.run_dir)}")
+        return {"step": self.step, "best": self.best, "last_eval": self.last_eval, "interrupted": interrupted["flag"]}
+
+    def _loop(self, logger: MetricsLogger, bar, interrupted: dict) -> None:
+        c = self.config
+        window_loss, window_timesteps, tick = [], [], time.perf_counter()
+        evaluated_at = None
+        while self.step < c.train.steps and not interrupted["flag"]:
+            stats = self.train_step(self.sampler.sample())
+            self.step += 1
+            bar.update(1)
+            for callback in self.callbacks:
+                callback.on_step(self, stats)
+            window_loss.append(stats["loss"])
+            window_timesteps.append(stats["timesteps"])  # tensors: no host sync beyond train_step's finiteness check
+            if self.step % c.train.log_every == 0 or self.step == c.train.steps:
+                now = time.perf_counter()
+                window_time, tick = now - tick, now
+                loss = float(torch.stack(window_loss).mean())
+                logger.log(self.step, {"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0],
+                                       "train/grad_norm": float(stats["grad_norm"]),
+                                       "train/timesteps_per_s": float(torch.stack(window_timesteps).sum()) / max(window_time, 1e-9)})
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                window_loss, window_timesteps = [], []
+            if c.eval.every and self.step % c.eval.every == 0:
+                self._evaluate_and_log(logger, bar)
+                evaluated_at = self.step
+            if self.step % c.train.checkpoint_every == 0:
+                self.save("last")
+        if not interrupted["flag"] and c.eval.every and c.eval.at_end and evaluated_at != self.step:
+            self._evaluate_and_log(logger, bar)
+
+    def _save_after_failure(self, exc: BaseException) -> None:
+        """Keep the step reached when something other than the weights or the disk failed; a failure of
+        this save is reported beside the original error, not instead of it."""
+        try:
+            path = self.save("last")
+        except TrainingStopped as save_error:
+            self.log(f"Could not save the step reached after {type(exc).__name__}: {save_error}")
+            return
+        if isinstance(exc, EvaluationFailedError):
+            exc.args = (f"{exc} Training state saved at step {self.step} in {path}; continue with: "
+                        f"{resume_command(self.run_dir)} (add --set eval.every=0 to train without evaluating).",)
+
+    def _evaluate_and_log(self, logger: MetricsLogger, bar) -> None:
+        tick = time.perf_counter()
+        video = self.run_dir / "videos" / f"step{self.step:07d}.mp4" if self.config.eval.video else None
+        try:
+            result, metrics, improved = self.evaluate(video_path=video)
+        except NonFiniteActionError as exc:  # finite weights, non-finite outputs: diverged all the same
+            raise TrainingDivergedError(
+                f"Training diverged at step {self.step}: the evaluation's actions are non-finite ({exc}). "
+                f"No checkpoint was written with these weights. {kept_checkpoint(self.run_dir)} {divergence_advice(self.config.train)}") from None
+        except Exception as exc:
+            log_path = self.run_dir / "error.log"
+            try:
+                log_path.write_text(traceback.format_exc())
+                where = f"; full traceback in {log_path}"
+            except OSError:
+                where = ""
+            raise EvaluationFailedError(f"The evaluation at step {self.step} failed: {type(exc).__name__}: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else ''}{where}.") from exc
+        metrics["eval/seconds"] = time.perf_counter() - tick
+        for callback in self.callbacks:
+            callback.on_evaluation(self, result, metrics["eval/seconds"])
+        logger.log(self.step, metrics)
+        if video is not None:
+            logger.log_video(self.step, "eval/video", video)
+        if improved:
+            self.save("best")
+        parts = []
+        for t in result.targets:
+            summary = t.summary()
+            score = summary["normalized_score_mean"]
+            parts.append(f"target {t.target_return:g}: return {summary['return_mean']:.1f}"
+                         + (f", score {score:.1f}" if score is not None else ""))
+        bar.write(f"step {self.step}: " + ", ".join(parts))
