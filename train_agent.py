@@ -4,6 +4,7 @@
     python train_agent.py                                   # the default job: Hopper, cpu profile, works offline
     python train_agent.py --config configs/hopper-medium.yaml --set train.steps=2000 --set seed=1 --run-dir runs/x
     python train_agent.py --config configs/hopper-medium.yaml --profile cpu
+    python train_agent.py --dataset local/walker2d/medium-v0 --profile cpu   # configs/walker2d-medium.yaml, that data
     python train_agent.py --resume runs/x --set train.steps=4000
 
 The logic lives in ``training``; this file parses arguments and wires things together.
@@ -34,6 +35,9 @@ def parse_args(argv=None):
         epilog="Config keys (--set KEY=VALUE, values parsed as YAML):\n" + field_help(),
     )
     parser.add_argument("--config", action="append", default=[], help="YAML config; repeat to merge several in order")
+    parser.add_argument("--dataset", metavar="ID",
+                        help="train on this dataset id (mujoco/..., d4rl/..., local/...) with its config "
+                             "configs/<env>-<kind>.yaml, unless --config is given")
     parser.add_argument("--profile", help="a profile from configs/profiles merged after --config (e.g. cpu)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set train.steps=2000")
@@ -46,20 +50,27 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from rl_minrnn.configs.schema import ConfigError, load_config, profile_path
+    from rl_minrnn.configs.schema import ConfigError, config_for_dataset, load_config, profile_path
     from rl_minrnn.envs.offline import DatasetError
     from rl_minrnn.training import CheckpointError, RunFolderError, RunInUseError, RunLock, Trainer, TrainingStopped
 
     overrides = list(args.overrides) + (["train.compile=true"] if args.compile else [])
-    default_job = not (args.config or args.profile or args.resume or args.overrides)
+    default_job = not (args.config or args.dataset or args.profile or args.resume or args.overrides)
     try:
         if args.resume:
-            if args.config or args.profile:
-                raise ConfigError("--resume takes the config from the checkpoint; drop --config/--profile")
+            if args.config or args.profile or args.dataset:
+                raise ConfigError("--resume takes the config from the checkpoint; drop --config/--profile/--dataset")
             trainer = Trainer.resume(args.resume, overrides, progress=not args.no_progress)
             print(f"Resuming {args.resume} at step {trainer.step} of {trainer.config.train.steps}")
         else:
-            files = [Path(f) for f in args.config] or [DEFAULT_CONFIG]
+            files = [Path(f) for f in args.config]
+            if args.dataset:
+                overrides.insert(0, f"dataset.id={args.dataset}")
+                if not files:
+                    path, note = config_for_dataset(args.dataset)
+                    files.append(path)
+                    print(f"Config for {args.dataset}: {note or 'configs/' + path.name}")
+            files = files or [DEFAULT_CONFIG]
             profile = args.profile or ("cpu" if default_job else None)
             if profile:
                 files.append(profile_path(profile))

@@ -17,7 +17,7 @@ JSON found in the out dir into Markdown tables like the paper's:
 
 Protocols (``--protocol``):
 
-- ``cpu``: ``configs/local/<env>-<kind>.yaml`` + ``configs/profiles/cpu.yaml`` (width 64, fused tokens),
+- ``cpu``: ``configs/<env>-<kind>.yaml`` (with the local dataset's id) + ``configs/profiles/cpu.yaml`` (width 64, fused tokens),
   1200 steps, an evaluation every 200 steps, 10 episodes per target, seeds 0 1 2, 1 torch thread, one run at
   a time: 60 runs in about 2 hours on a 2-core machine, half of it d3rlpy's (the plan is printed before starting).
 - ``paper``: the dataset config alone (the paper's hyperparameters), 100k steps, an evaluation every 10k,
@@ -56,7 +56,7 @@ from rl_minrnn.training import Trainer, TrainerCallback
 from benchmarks.common import fmt, machine_info, markdown_table, write_json
 from benchmarks.peers.d3rlpy_dt import PeerUnavailable
 from benchmarks.plots import plot_learning_curves
-from rl_minrnn.configs.schema import load_config
+from rl_minrnn.configs.schema import CONFIG_DIR, config_for_dataset, load_config, profile_path
 from rl_minrnn.envs.offline import DatasetNotFoundError, load_dataset
 
 LOCAL_SUITE = [
@@ -76,7 +76,7 @@ AGENT_NAMES = {"mingru": "Decision-minGRU", "minlstm": "Decision-minLSTM", "dt":
                "d3rlpy_dt": "d3rlpy DT"}
 PEERS = ("d3rlpy_dt",)  # agents trained by another library, in its own environment (benchmarks/peers/)
 PROTOCOLS = {
-    "cpu": {"profile": ROOT / "configs" / "profiles" / "cpu.yaml", "seeds": [0, 1, 2], "steps": 1200,
+    "cpu": {"profile": profile_path("cpu"), "seeds": [0, 1, 2], "steps": 1200,
             "eval_every": 200, "episodes": 10, "threads": 1, "device": "cpu"},
     "paper": {"profile": None, "seeds": [0, 1, 2, 3, 4], "steps": 100_000, "eval_every": 10_000,
               "episodes": 100, "threads": 0, "device": "auto"},
@@ -86,19 +86,9 @@ PROTOCOLS = {
 # ----------------------------------------------------------------------------------------------- configs
 
 def config_files(dataset_id: str, protocol: str) -> tuple[list[Path], str | None]:
-    """``configs/local/<env>-<kind>.yaml`` for ``local/<env>/<kind>-v0`` (the env's medium config, with a note,
-    for ids that have none, e.g. the sample or test datasets), plus the cpu profile for the cpu protocol."""
-    parts = dataset_id.split("/")
-    env = parts[-2] if len(parts) >= 2 else "hopper"
-    kind = parts[-1].rsplit("-v", 1)[0]
-    path = ROOT / "configs" / "local" / f"{env}-{kind}.yaml"
-    note = None
-    if not path.is_file():
-        fallback = ROOT / "configs" / "local" / f"{env}-medium.yaml"
-        if not fallback.is_file():
-            fallback = ROOT / "configs" / "local" / "hopper-medium.yaml"
-        note = f"no {path.relative_to(ROOT)}; using {fallback.relative_to(ROOT)}"
-        path = fallback
+    """The dataset's config (``configs/<env>-<kind>.yaml``, ``config_for_dataset``; the run's overrides set
+    ``dataset.id``), plus the cpu profile for the cpu protocol."""
+    path, note = config_for_dataset(dataset_id)
     files = [path]
     if PROTOCOLS[protocol]["profile"] is not None:
         files.append(PROTOCOLS[protocol]["profile"])
@@ -156,7 +146,7 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
     return {
         "dataset": dataset_id, "agent": agent, "agent_name": AGENT_NAMES[agent], "seed": seed,
         "protocol": plan["protocol"], "command": run_command(dataset_id, agent, seed, plan),
-        "config_files": [str(Path(f).relative_to(ROOT)) for f in files], "config_note": note,
+        "config_files": [f"configs/{Path(f).relative_to(CONFIG_DIR)}" for f in files], "config_note": note,
         "overrides": run_overrides(dataset_id, agent, seed, plan), "config": config.to_dict(),
         "dataset_used": outcome["dataset_used"], "parameters": outcome["parameters"],
         "steps": steps, "last": scores[-1], "best": scores[best_i], "best_step": evals[best_i]["step"],

@@ -248,6 +248,23 @@ def load_config(
     return validate(config)
 
 
+def config_for_dataset(dataset_id: str) -> tuple[Path, str | None]:
+    """The shipped config for a dataset id ``<namespace>/<task>/<kind>-v<N>``: ``configs/<task>-<kind>.yaml``,
+    whichever store the data comes from (Minari's ``mujoco/``, an imported ``d4rl/``, a built ``local/``), so
+    the locally built suite needs no configs of its own. An id with no config (the sample dataset, test
+    datasets) gets its task's medium config, or Hopper's, with a note that says so."""
+    parts = dataset_id.split("/")
+    task = parts[-2] if len(parts) >= 2 else ""
+    kind = parts[-1].rsplit("-v", 1)[0]
+    path = CONFIG_DIR / f"{task}-{kind}.yaml"
+    if path.is_file():
+        return path, None
+    fallback = CONFIG_DIR / f"{task}-medium.yaml"
+    if not fallback.is_file():
+        fallback = CONFIG_DIR / "hopper-medium.yaml"
+    return fallback, f"no configs/{path.name} for {dataset_id!r}; using configs/{fallback.name}"
+
+
 def profile_path(name: str) -> Path:
     path = CONFIG_DIR / "profiles" / f"{name}.yaml"
     if not path.is_file():

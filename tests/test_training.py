@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from rl_minrnn.training import CheckpointError, load_agent, read_checkpoint, save_checkpoint
 from rl_minrnn.training import Trainer
-from rl_minrnn.configs.schema import ConfigError, load_config
+from rl_minrnn.configs.schema import ConfigError, config_for_dataset, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["model.width=16", "model.depth=1", "model.context=5", "model.dropout=0.1", "train.batch_size=8",
@@ -157,12 +158,46 @@ def test_config_errors_name_the_key(override, key):
 
 
 def test_every_shipped_config_loads():
-    files = sorted((ROOT / "configs").rglob("*.yaml"))
-    assert len(files) >= 25
+    files = sorted((ROOT / "configs").glob("*.yaml"))
+    assert len(files) == 12  # 3 envs x medium, medium-replay, medium-expert, expert
     for f in files:
-        if f.parent.name != "profiles":
-            cfg = load_config([f, ROOT / "configs" / "profiles" / "cpu.yaml"])
-            assert cfg.dataset.id and cfg.eval.target_returns
+        cfg = load_config([f, ROOT / "configs" / "profiles" / "cpu.yaml"])
+        assert cfg.dataset.id and cfg.eval.target_returns
+        # the config a dataset id picks is the file that names it, whichever store the id comes from
+        task, kind = f.stem.split("-", 1)
+        for dataset_id in (cfg.dataset.id, f"local/{task}/{kind}-v0"):
+            assert config_for_dataset(dataset_id) == (f, None)
+
+
+def test_shipped_configs_hold_only_what_differs_from_the_defaults():
+    defaults = load_config().to_dict()
+    for f in sorted((ROOT / "configs").glob("*.yaml")):
+        for section, values in yaml.safe_load(f.read_text()).items():
+            for key, value in values.items():
+                if (section, key) not in {("dataset", "id"), ("eval", "target_returns")}:
+                    assert load_config([f]).to_dict()[section][key] != defaults[section][key], (f.name, section, key)
+
+
+def test_a_dataset_without_a_config_of_its_own_gets_its_tasks_medium_config():
+    path, note = config_for_dataset("local/walker2d/sample-v0")
+    assert path.name == "walker2d-medium.yaml" and "no configs/walker2d-sample.yaml" in note
+    assert config_for_dataset("test/unknown/thing-v0")[0].name == "hopper-medium.yaml"
+
+
+def test_train_agent_dataset_flag_picks_the_datasets_config(tiny_dataset, tmp_path, minari_store):
+    """``--dataset ID`` trains on ID with the config its id names (here the Hopper medium fallback)."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train_agent.py"), "--no-progress", "--run-dir", str(run),
+           "--dataset", tiny_dataset.dataset_id, "--set", "train.steps=2", "--set", "eval.every=0"]
+    for s in SMALL:
+        cmd += ["--set", s]
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(minari_store))
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "using configs/hopper-medium.yaml" in proc.stdout
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["dataset"]["id"] == tiny_dataset.dataset_id
+    assert saved["eval"]["target_returns"] == [3600.0, 1800.0]  # from configs/hopper-medium.yaml
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_dataset, tmp_path, minari_store):
