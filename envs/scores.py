@@ -1,8 +1,8 @@
 """D4RL-normalised scores: the one place the formula and the reference returns live.
 
 normalised = 100 * (R - R_random) / (R_expert - R_random)  (D4RL, ``d4rl/infos.py``).
-Minari datasets carry their own ``ref_min_score`` / ``ref_max_score``; these constants are the fallback
-for the D4RL locomotion tasks and for datasets built locally.
+Minari datasets carry their own ``ref_min_score`` / ``ref_max_score``; D4RL's (in the task table,
+``envs.tasks``) are the fallback for the D4RL locomotion tasks and for datasets built locally.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from rl_minrnn.envs.tasks import TASKS, task_name
 
 
 @dataclass(frozen=True)
@@ -24,21 +26,10 @@ class ReferenceScores:
         return normalized_score(returns, self.min_score, self.max_score)
 
 
-# d4rl/infos.py REF_MIN_SCORE / REF_MAX_SCORE for the locomotion tasks (identical across D4RL versions).
+# D4RL's reference returns for the locomotion tasks (the task table, ``envs.tasks``).
 D4RL_REFERENCE_SCORES = {
-    "hopper": ReferenceScores(-20.272305, 3234.3, "d4rl"),
-    "walker2d": ReferenceScores(1.629008, 4592.3, "d4rl"),
-    "halfcheetah": ReferenceScores(-280.178953, 12135.0, "d4rl"),
+    name: ReferenceScores(task.ref_min_score, task.ref_max_score, "d4rl") for name, task in TASKS.items()
 }
-
-
-def task_name(env_or_dataset_id: str) -> str | None:
-    """'Hopper-v5', 'mujoco/hopper/medium-v0', 'hopper-medium-v2' -> 'hopper' (None when unknown)."""
-    text = env_or_dataset_id.lower().replace("_", "").replace("-", "")
-    for name in D4RL_REFERENCE_SCORES:
-        if name in text:
-            return name
-    return None
 
 
 def d4rl_reference_scores(env_or_dataset_id: str) -> ReferenceScores:

@@ -211,3 +211,14 @@ def test_command_line_module_prints_one_error_line(tmp_path):
     )
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_task_table_gives_distinct_build_seeds_and_the_default_policies_folder():
+    """Every locally built dataset has its own reset seeds, and build_suite's default policies folder is the
+    team's shared/ beside the checkout (it pointed inside envs/ after a move)."""
+    from rl_minrnn.envs.offline.build_suite import DEFAULT_POLICIES_DIR
+    from rl_minrnn.envs.tasks import TASKS
+
+    seeds = [s for t in TASKS.values() for s in (t.build_seed, t.build_seed + 1)]
+    assert len(set(seeds)) == len(seeds)
+    assert DEFAULT_POLICIES_DIR == Path(__file__).resolve().parents[1].parent / "shared" / "policies"

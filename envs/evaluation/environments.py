@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from rl_minrnn.envs.tasks import TASKS
 from rl_minrnn.envs.offline import DatasetError, OfflineDataset, dataset_metadata, env_id_from_metadata
 
 
@@ -41,7 +42,7 @@ def env_spec_for(env_id_or_dataset):
             if env_id:
                 return env_id
             raise EnvironmentNotFoundError(f"Dataset {env_id_or_dataset!r} records no environment in its metadata.")
-        known = ", ".join(k for k in ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5") if k in gym.registry)
+        known = ", ".join(task.env_id for task in TASKS.values() if task.env_id in gym.registry)
         raise EnvironmentNotFoundError(
             f"{env_id_or_dataset!r} is neither a registered gymnasium id (e.g. {known}) nor a dataset id."
         )

@@ -19,23 +19,13 @@ from rl_minrnn.envs.offline.combine import combine_datasets
 from rl_minrnn.envs.offline import DatasetError, datasets_root
 from rl_minrnn.envs.offline.import_d4rl import import_d4rl
 from rl_minrnn.envs.offline.policies import PolicyError
+from rl_minrnn.envs.tasks import TASKS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # in a checkout; the team's shared/ sits beside it
 DEFAULT_POLICIES_DIR = REPO_ROOT.parent / "shared" / "policies"
 DEFAULT_REPLAY = REPO_ROOT.parent / "shared" / "replay" / "hopper-medium-replay.npz"
 
-# task -> (gymnasium id, medium policy, expert policy); see shared/policies/README.md
-SUITE = {
-    "hopper": ("Hopper-v5", "hopper-sac", "hopper-tqc"),
-    "walker2d": ("Walker2d-v5", "walker2d-trpo", "walker2d-tqc"),
-    "halfcheetah": ("HalfCheetah-v5", "halfcheetah-ppo", "halfcheetah-tqc"),
-}
-# distinct build seeds so that no two datasets share episode reset seeds
-SEEDS = {("hopper", "medium"): 0, ("hopper", "expert"): 1, ("walker2d", "medium"): 2,
-         ("walker2d", "expert"): 3, ("halfcheetah", "medium"): 4, ("halfcheetah", "expert"): 5}
-
-
-def suite_ids(tasks=tuple(SUITE)) -> list[str]:
+def suite_ids(tasks=tuple(TASKS)) -> list[str]:
     ids = [f"local/{t}/{k}-v0" for t in tasks for k in ("medium", "expert", "medium-expert")]
     return ids + (["local/hopper/medium-replay-v0"] if "hopper" in tasks else [])
 
@@ -45,7 +35,7 @@ def build_suite(
     policies_dir=DEFAULT_POLICIES_DIR,
     replay=DEFAULT_REPLAY,
     root=None,
-    tasks=tuple(SUITE),
+    tasks=tuple(TASKS),
     num_envs: int = 16,
     seed_offset: int = 0,
     progress: bool = True,
@@ -57,7 +47,7 @@ def build_suite(
     status = {}
     exists = lambda i: (root / i / "data" / "metadata.json").is_file()  # noqa: E731
     needed = [
-        SUITE[t][k] for t in tasks for k, kind in ((1, "medium"), (2, "expert"))
+        policy for t in tasks for kind, policy in (("medium", TASKS[t].medium_policy), ("expert", TASKS[t].expert_policy))
         if not exists(f"local/{t}/{kind}-v0")
     ]
     missing = [n for n in needed if not (policies_dir / f"{n}.npz").is_file()]
@@ -67,15 +57,16 @@ def build_suite(
             "<env>-<algo>.npz and policies.json (format: shared/policies/README.md)."
         )
     for task in tasks:
-        env_id, medium, expert = SUITE[task]
-        for kind, name in (("medium", medium), ("expert", expert)):
+        spec = TASKS[task]
+        for kind, name, seed in (("medium", spec.medium_policy, spec.build_seed),
+                                 ("expert", spec.expert_policy, spec.build_seed + 1)):
             dataset_id = f"local/{task}/{kind}-v0"
             if exists(dataset_id):
                 status[dataset_id] = "exists"
                 continue
             t0 = time.perf_counter()
             build_dataset(
-                policies_dir / f"{name}.npz", env_id, steps, dataset_id, seed=SEEDS[(task, kind)] + seed_offset,
+                policies_dir / f"{name}.npz", spec.env_id, steps, dataset_id, seed=seed + seed_offset,
                 num_envs=num_envs, root=root, progress=progress, workers=workers,
             )
             status[dataset_id] = f"built in {time.perf_counter() - t0:.0f} s"
@@ -105,7 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--policies-dir", default=str(DEFAULT_POLICIES_DIR), help="folder of the behaviour policy npz files")
     p.add_argument("--replay", default=str(DEFAULT_REPLAY), help="hopper medium-replay buffer (npz/hdf5); skipped if absent")
     p.add_argument("--root", default=None, help="store folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)")
-    p.add_argument("--tasks", nargs="+", choices=list(SUITE), default=list(SUITE))
+    p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--workers", type=int, default=1, help="processes per build (2 uses both cores)")
     p.add_argument("--no-progress", action="store_true")
