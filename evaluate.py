@@ -131,13 +131,12 @@ def run(args: argparse.Namespace) -> dict:
     targets = args.target_returns or ((info.get("config") or {}).get("eval") or {}).get("target_returns")
     if not targets:
         raise UsageError("The checkpoint's config has no target returns; give --target-return")
-    available = tuple(getattr(agent, "rollout_modes", ()) or ())
-    modes = args.modes or [None]
-    if "all" in modes:
-        modes = list(available) or [None]
-    for mode in modes:
-        if mode is not None and available and mode not in available:
-            raise UsageError(f"--mode {mode}: this agent's rollout modes are {', '.join(available)}")
+    modes = list(agent.rollout_modes) if "all" in (args.modes or []) else (args.modes or [None])
+    for mode in modes:  # every mode checked before any rollout
+        try:
+            agent.resolve_rollout_mode(mode)
+        except ValueError:
+            raise UsageError(f"--mode {mode}: this agent's rollout modes are {', '.join(agent.rollout_modes)}") from None
     if args.env is not None:  # fail before any rollout when the override does not fit the agent
         env = make_env(args.env)
         try:

@@ -40,9 +40,10 @@ class DecisionAgent(nn.Module):
         initialise(self, scheme, inputs_and_head=(*self.embed.input_projections, self.head.linear))
 
     # ------------------------------------------------------------------ training
-    def forward(self, states, actions, returns_to_go, timesteps, mask=None, state=None):
+    def forward(self, states, actions, returns_to_go, timesteps, state=None):
         """``(B, K, ·)`` normalised batches -> predicted actions ``(B, K, act_dim)`` and the carried
-        state after the window (None for agents without one)."""
+        state after the window (None for agents without one). Padding sits at the end of a window (causal
+        models never read it before a real step), so no mask is needed here: the loss masks it out."""
         raise NotImplementedError
 
     @property
@@ -64,11 +65,19 @@ class DecisionAgent(nn.Module):
         return None
 
     # ------------------------------------------------------------------ rollout
+    @classmethod
+    def resolve_rollout_mode(cls, mode: str | None) -> str:
+        """``mode``, or this agent's default for None / ``"auto"``: the one place a rollout mode is chosen and
+        checked (``reset``, the rollout loop, ``evaluate.py``, the exporter and the config ask it)."""
+        if mode in (None, "auto"):
+            return cls.default_rollout_mode
+        if mode not in cls.rollout_modes:
+            raise ValueError(f"{cls.__name__} has rollout modes {', '.join(cls.rollout_modes)}, not {mode!r}")
+        return mode
+
     def reset(self, batch_size: int, mode: str | None = None) -> None:
         """Start ``batch_size`` new episodes."""
-        mode = self.default_rollout_mode if mode in (None, "auto") else mode
-        if mode not in self.rollout_modes:
-            raise ValueError(f"{type(self).__name__} supports rollout modes {self.rollout_modes}, got {mode!r}")
+        mode = self.resolve_rollout_mode(mode)
         self._mode, self._batch = mode, int(batch_size)
         self._t = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         if mode == "window":
@@ -103,9 +112,9 @@ class DecisionAgent(nn.Module):
         return action.cpu().numpy().astype(np.float32, copy=False)
 
     @torch.inference_mode()
-    def observe(self, actions, rewards=None) -> None:
-        """The actions applied (``(B, act_dim)``); rewards are accepted for symmetry (the return-to-go
-        passed to ``act`` already accounts for them)."""
+    def observe(self, actions) -> None:
+        """The actions applied (``(B, act_dim)``). Rewards need no call: the return-to-go the caller passes
+        to the next ``act`` already has them subtracted."""
         actions = torch.as_tensor(np.asarray(actions), dtype=self.state_mean.dtype, device=self.device)
         if self._mode == "window":
             self._win_actions[:, self._win_len - 1] = actions

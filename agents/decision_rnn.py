@@ -57,7 +57,7 @@ class DecisionRNN(DecisionAgent):
         self.head = ActionHead(width, act_dim)
         self.initialise_parameters(init)
 
-    def forward(self, states, actions, returns_to_go, timesteps, mask=None, state: RNNAgentState | None = None):
+    def forward(self, states, actions, returns_to_go, timesteps, state: RNNAgentState | None = None):
         stack_state, prev_action = (None, None) if state is None else state
         tokens = self.embed_dropout(self.embed(states, actions, returns_to_go, timesteps, prev_action))
         hidden, stack_state = self.stack(tokens, stack_state)

@@ -66,7 +66,7 @@ class DecisionTransformer(DecisionAgent):
         self.head = ActionHead(width, act_dim)
         self.initialise_parameters(init)
 
-    def forward(self, states, actions, returns_to_go, timesteps, mask=None, state=None):
+    def forward(self, states, actions, returns_to_go, timesteps, state=None):
         """Windows of at most K steps. Padding sits at the end of a window, so causal attention keeps it
         out of every real position's output and no attention mask is needed."""
         if states.shape[1] > self.context:

@@ -85,11 +85,10 @@ class Inputs:
 def protocol_runner(agent, mode: str, batch: int, inputs: Inputs):
     """reset, then one ``act`` + ``observe`` per call (step ``i`` of the drawn inputs)."""
     agent.reset(batch, mode)
-    zeros = np.zeros(batch, np.float32)
 
     def step(i: int) -> None:
         agent.act(inputs.returns[i], inputs.states[i])
-        agent.observe(inputs.actions[i], zeros)
+        agent.observe(inputs.actions[i])
 
     return step
 

@@ -75,7 +75,7 @@ class RandomInputs:
 def step(agent, inputs: RandomInputs, t: int) -> np.ndarray:
     rtg, states, actions = inputs(t)
     out = agent.act(rtg, states)
-    agent.observe(actions, np.zeros(inputs.batch, np.float32))
+    agent.observe(actions)
     return out
 
 

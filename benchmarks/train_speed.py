@@ -75,7 +75,7 @@ def make_step(agent, batch: dict, clip: float = 0.25):
     agent.train()
 
     def step():
-        preds, _ = agent(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"], batch["mask"])
+        preds, _ = agent(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"])
         mask = batch["mask"].unsqueeze(-1)
         loss = ((preds - batch["actions"]).square() * mask).sum() / (mask.sum() * preds.shape[-1])
         opt.zero_grad(set_to_none=True)
@@ -89,7 +89,7 @@ def make_step(agent, batch: dict, clip: float = 0.25):
 def count_flops(agent, batch: dict, cfg: dict) -> dict:
     """Matmul FLOPs of one forward+backward (FlopCounterMode) plus DT's attention, analytically."""
     with FlopCounterMode(display=False) as counter:
-        preds, _ = agent(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"], batch["mask"])
+        preds, _ = agent(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"])
         preds.square().mean().backward()
     agent.zero_grad(set_to_none=True)
     counted = int(counter.get_total_flops())

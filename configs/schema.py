@@ -179,10 +179,10 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError("train.regime: the decision_transformer trains on windows only, set train.regime=window")
         if config.model.width % config.model.heads:
             raise ConfigError(f"model.heads: must divide model.width ({config.model.width}), got {config.model.heads}")
-    modes = AGENTS[config.model.kind].rollout_modes
-    if config.eval.mode != "auto" and config.eval.mode not in modes:
-        raise ConfigError(f"eval.mode: the {config.model.kind} rolls out in {', '.join(modes)} mode only, "
-                          f"got {config.eval.mode!r}; use auto (its default) or one of those")
+    try:
+        AGENTS[config.model.kind].resolve_rollout_mode(config.eval.mode)
+    except ValueError as exc:
+        raise ConfigError(f"eval.mode: {exc}; use auto (its default) or one of those") from None
     if not config.eval.target_returns:
         raise ConfigError("eval.target_returns: give at least one target return")
     return config

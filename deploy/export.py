@@ -216,9 +216,10 @@ def export_agent(agent: DecisionAgent, out: str | Path, fmt: str | None = None, 
     out = Path(out)
     fmt = format_for(out, fmt)
     info = dict(info or {})
-    mode = agent.default_rollout_mode if mode in (None, "auto") else mode
-    if mode not in agent.rollout_modes:
-        raise ExportError(f"{type(agent).__name__} has rollout modes {', '.join(agent.rollout_modes)}, not {mode!r}")
+    try:
+        mode = agent.resolve_rollout_mode(mode)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     if action_low is None or action_high is None:
         action_low, action_high, bounds_from = env_action_bounds(info.get("env_id") or "", agent.act_dim)
     else:

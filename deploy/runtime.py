@@ -204,7 +204,7 @@ class ExportedPolicy:
 
 class ExportedAgent:
     """An :class:`ExportedPolicy` with the agents' rollout protocol, numpy in and out (``docs/design.md``):
-    ``reset(B)``, then per env step ``act(returns_to_go, states)`` and ``observe(actions, rewards)``.
+    ``reset(B)``, then per env step ``act(returns_to_go, states)`` and ``observe(actions)``.
 
     As ``agents.DecisionAgent``: the state advances in ``act``, ``observe`` records the action taken (the
     next step's ``prev_action``) and counts the timestep.
@@ -218,9 +218,14 @@ class ExportedAgent:
         self.default_rollout_mode = policy.mode
         self._batch = None
 
-    def reset(self, batch_size: int, mode: str | None = None) -> None:
+    def resolve_rollout_mode(self, mode: str | None) -> str:
+        """As ``DecisionAgent.resolve_rollout_mode``: an exported file holds one mode's step."""
         if mode not in (None, "auto", self.policy.mode):
-            raise ValueError(f"this exported policy has rollout mode {self.policy.mode!r} only, got {mode!r}")
+            raise ValueError(f"this exported policy has rollout mode {self.policy.mode} only, not {mode!r}")
+        return self.policy.mode
+
+    def reset(self, batch_size: int, mode: str | None = None) -> None:
+        self.resolve_rollout_mode(mode)
         self._batch = int(batch_size)
         self._state = self.policy.initial_state(self._batch)
         self._prev_action = np.zeros((self._batch, self.act_dim), dtype=np.float32)
@@ -232,7 +237,7 @@ class ExportedAgent:
         action, self._state = self.policy.step(states, returns_to_go, self._prev_action, self._t, self._state)
         return action
 
-    def observe(self, actions, rewards=None) -> None:
+    def observe(self, actions) -> None:
         actions = np.asarray(actions, dtype=np.float32)
         if actions.shape != (self._batch, self.act_dim):
             raise ExportedPolicyError(f"observe expects actions ({self._batch}, {self.act_dim}), got {actions.shape}")

@@ -43,7 +43,7 @@ def rollout(agent, states, actions, rtg, mode, batch=1):
     for t in range(len(states)):
         a = agent.act(np.repeat(rtg[t : t + 1], batch), np.repeat(states[t : t + 1], batch, 0))
         out.append(a)
-        agent.observe(np.repeat(actions[t : t + 1], batch, 0), np.zeros(batch))
+        agent.observe(np.repeat(actions[t : t + 1], batch, 0))
     return np.stack(out, 1)  # (B, T, act)
 
 

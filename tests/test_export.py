@@ -79,7 +79,7 @@ def roll(agent, mode=None, steps=EPISODE, batch=2, seed=1):
     out = []
     for t in range(steps):
         out.append(np.asarray(agent.act(returns[t], states[t])))
-        agent.observe(actions[t], np.zeros(batch, np.float32))
+        agent.observe(actions[t])
     return np.stack(out)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rl_minrnn.agents.base import DecisionAgent
 from rl_minrnn.envs.evaluation.environments import EnvironmentMismatchError
 from rl_minrnn.envs.evaluation.results import EvaluationResult, results_markdown
 from rl_minrnn.envs.evaluation.rollout import evaluate_agent
@@ -38,8 +39,10 @@ class FixedPolicyAgent(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.randn(act_dim, generator=g) * 0.1)
         self.calls = {"act": 0, "observe": 0, "rows": set()}
 
+    resolve_rollout_mode = classmethod(DecisionAgent.resolve_rollout_mode.__func__)  # the protocol's one rule
+
     def reset(self, batch_size: int, mode: str | None = None) -> None:
-        self.mode = mode or self.default_rollout_mode
+        self.mode = self.resolve_rollout_mode(mode)
         self.batch_size = batch_size
         self.h = torch.zeros(batch_size, self.w_in.shape[1], dtype=torch.float64)
         self.prev_action = torch.zeros(batch_size, self.act_dim, dtype=torch.float64)
@@ -74,8 +77,8 @@ class FixedPolicyAgent(torch.nn.Module):
         actions = torch.tanh(h @ self.w_out.double() + self.bias.double())
         return actions.float().numpy()
 
-    def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
-        assert actions.shape == (self.batch_size, self.act_dim) and rewards.shape == (self.batch_size,)
+    def observe(self, actions: np.ndarray) -> None:
+        assert actions.shape == (self.batch_size, self.act_dim)
         self.calls["observe"] += 1
         self.prev_action = torch.from_numpy(np.asarray(actions)).double()
 
@@ -91,7 +94,7 @@ def hand_written_returns(agent, num_episodes, target, seed, max_steps=MAX_STEPS,
         while True:
             action = agent.act(np.array([rtg], dtype=np.float32), np.asarray(obs, dtype=np.float32)[None])
             obs, reward, terminated, truncated, _ = env.step(action[0])
-            agent.observe(action, np.array([reward], dtype=np.float32))
+            agent.observe(action)
             total += float(reward)
             rtg = float(target) - total
             t += 1
@@ -156,7 +159,7 @@ def test_window_mode_runs_and_differs(agent, batched):
     assert not np.array_equal(window.targets[0].returns, batched.targets[0].returns)
     returns, _ = hand_written_returns(agent, 4, 3600.0, seed=3, mode="window")
     np.testing.assert_array_equal(window.targets[0].returns, returns)
-    with pytest.raises(ValueError, match="not one of"):
+    with pytest.raises(ValueError, match="has rollout modes recurrent, window, not .chunked."):
         evaluate_agent(agent, ENV_ID, 1, 3600.0, mode="chunked", max_episode_steps=5, progress=False)
 
 

@@ -196,7 +196,7 @@ class Trainer:
             state = mask_state(self.carried, ~b["reset"])
         self.agent.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            preds, new_state = self.model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"], b["mask"], state)
+            preds, new_state = self.model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"], state)
         mask = b["mask"].unsqueeze(-1)
         loss = ((preds.float() - b["actions"]).square() * mask).sum() / (mask.sum() * preds.shape[-1]).clamp_min(1.0)
         self.optimizer.zero_grad(set_to_none=True)

@@ -14,8 +14,9 @@ would, so batched and one-by-one runs (``batch_size=1``) give the same returns.
 
 Agent protocol (``docs/design.md``), numpy in and out, raw env values: ``agent.reset(B, mode=...)``,
 then per step ``actions = agent.act(returns_to_go (B,), states (B, obs_dim))`` and
-``agent.observe(actions, rewards (B,))``. The agent always sees all B rows; finished rows get their
-last observation, a zero reward and an unchanged return-to-go, and their actions are ignored.
+``agent.observe(actions)`` (rewards reach the agent through the next return-to-go). The agent always sees
+all B rows; finished rows get their last observation and an unchanged return-to-go, and their actions are
+ignored.
 """
 
 from __future__ import annotations
@@ -60,15 +61,6 @@ def _torch_threads(num_threads: int | None):
         torch.set_num_threads(previous)
 
 
-def _resolve_mode(agent, mode: str | None) -> str | None:
-    modes = tuple(getattr(agent, "rollout_modes", ()) or ())
-    if mode in (None, "auto"):
-        return getattr(agent, "default_rollout_mode", None) or (modes[0] if modes else None)
-    if modes and mode not in modes:
-        raise ValueError(f"Rollout mode {mode!r} is not one of this agent's modes {modes}")
-    return mode
-
-
 def _episode_limit(env, max_episode_steps: int | None) -> int | None:
     spec_limit = getattr(getattr(env, "spec", None), "max_episode_steps", None)
     limits = [n for n in (spec_limit, max_episode_steps) if n]
@@ -94,7 +86,6 @@ def _run_batch(
     lengths = np.zeros(batch, dtype=np.int64)
     active = np.ones(batch, dtype=bool)
     returns_to_go = np.full(batch, target_return, dtype=np.float32)
-    rewards = np.zeros(batch, dtype=np.float32)
     recorded = [render is not None and render.records(target_index, i) for i in episode_ids]
     agent_ms, env_ms, n_active = [], [], []
     render_s, frames = 0.0, 0
@@ -128,12 +119,10 @@ def _run_batch(
                 f"episode {episode_ids[row]} (target return {target_return:g}); {_weights_note(agent)} A diverged "
                 "checkpoint cannot be evaluated: use an earlier one (best.pt, or retrain with a lower train.lr)."
             )
-        rewards[:] = 0.0
         start = time.perf_counter()
         for row in rows:
             state, reward, terminated, truncated, _ = envs[row].step(actions[row])
             states[row] = state
-            rewards[row] = reward
             returns[row] += float(reward)
             lengths[row] += 1
             if terminated or truncated or (max_episode_steps is not None and lengths[row] >= max_episode_steps):
@@ -141,7 +130,7 @@ def _run_batch(
         env_s = time.perf_counter() - start
         returns_to_go[rows] = target_return - returns[rows]  # float64 sums, no float32 drift
         start = time.perf_counter()
-        agent.observe(actions, rewards.copy())
+        agent.observe(actions)
         agent_s += time.perf_counter() - start
         agent_ms.append(1e3 * agent_s)
         env_ms.append(1e3 * env_s)
@@ -215,7 +204,7 @@ def evaluate_agent(
             ref_scores = resolve_reference_scores(env_id)
         except KeyError:
             ref_scores = None
-    mode = _resolve_mode(agent, mode)
+    mode = agent.resolve_rollout_mode(mode)
     env_kwargs = render.env_kwargs() if render is not None else {}
     envs = [make_env(env_id, **env_kwargs) for _ in range(batch_size)]
     was_training = agent.training if isinstance(agent, torch.nn.Module) else None
