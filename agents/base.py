@@ -15,13 +15,17 @@ from torch import nn
 
 from .initialisation import initialise
 
+# Returns-to-go enter the model divided by this (the DT paper's scale for MuJoCo returns); the config's
+# default (dataset.return_scale) and the agents' constructors read it from here.
+DEFAULT_RETURN_SCALE = 1000.0
+
 
 class DecisionAgent(nn.Module):
     rollout_modes: tuple[str, ...] = ("window",)
     default_rollout_mode: str = "window"
 
     def __init__(self, obs_dim: int, act_dim: int, context: int, state_mean=None, state_std=None,
-                 return_scale: float = 1000.0):
+                 return_scale: float = DEFAULT_RETURN_SCALE):
         """``state_mean``/``state_std``: the dataset's (None: identity, e.g. before loading a checkpoint)."""
         super().__init__()
         self.obs_dim, self.act_dim, self.context = int(obs_dim), int(act_dim), int(context)

@@ -14,7 +14,7 @@ import torch
 
 from rl_minrnn import BlockState, MinRNNStack
 
-from .base import DecisionAgent
+from .base import DEFAULT_RETURN_SCALE, DecisionAgent
 from .embeddings import ActionHead, TrajectoryEmbedding
 
 
@@ -47,7 +47,7 @@ class DecisionRNN(DecisionAgent):
         init: str = "gpt",
         state_mean=None,
         state_std=None,
-        return_scale: float = 1000.0,
+        return_scale: float = DEFAULT_RETURN_SCALE,
     ):
         super().__init__(obs_dim, act_dim, context, state_mean, state_std, return_scale)
         self.embed = TrajectoryEmbedding(obs_dim, act_dim, width, max_timestep, tokens)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import DecisionAgent
+from .base import DEFAULT_RETURN_SCALE, DecisionAgent
 from .embeddings import TOKENS_PER_STEP, ActionHead, TrajectoryEmbedding
 
 
@@ -54,7 +54,7 @@ class DecisionTransformer(DecisionAgent):
         init: str = "gpt",
         state_mean=None,
         state_std=None,
-        return_scale: float = 1000.0,
+        return_scale: float = DEFAULT_RETURN_SCALE,
     ):
         super().__init__(obs_dim, act_dim, context, state_mean, state_std, return_scale)
         self.embed = TrajectoryEmbedding(obs_dim, act_dim, width, max_timestep, tokens)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .base import DecisionAgent
+from .base import DEFAULT_RETURN_SCALE, DecisionAgent
 from .decision_rnn import DecisionRNN
 from .decision_transformer import DecisionTransformer
 
@@ -25,7 +25,7 @@ def agent_kwargs(model) -> dict:
     return {name: model[name] for name in _FIELDS[kind]}
 
 
-def build_agent(model, obs_dim: int, act_dim: int, state_mean=None, state_std=None, return_scale: float = 1000.0) -> DecisionAgent:
+def build_agent(model, obs_dim: int, act_dim: int, state_mean=None, state_std=None, return_scale: float = DEFAULT_RETURN_SCALE) -> DecisionAgent:
     """``model``: a ``ModelConfig`` or its dict."""
     kind = model.kind if dataclasses.is_dataclass(model) else model["kind"]
     return AGENTS[kind](

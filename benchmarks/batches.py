@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from rl_minrnn.agents.base import DEFAULT_RETURN_SCALE
 from rl_minrnn.envs.offline.batches import SequenceSampler, WindowSampler
 from rl_minrnn.envs.offline import SAMPLE_DATASET_ID, load_dataset
 
@@ -42,10 +43,10 @@ def main(argv=None) -> int:
     load_s = time.perf_counter() - t0
     print(f"{ds.summary()}\nloaded in {load_s:.2f} s")
     cases = [
-        ("WindowSampler K=20 B=64", lambda: WindowSampler(ds, context=20, batch_size=64, seed=0), 64 * 20),
-        ("SequenceSampler L=20 B=64", lambda: SequenceSampler(ds, chunk_len=20, batch_size=64, seed=0), 64 * 20),
-        ("SequenceSampler L=256 B=64", lambda: SequenceSampler(ds, chunk_len=256, batch_size=64, seed=0), 64 * 256),
-        ("SequenceSampler whole B=16", lambda: SequenceSampler(ds, chunk_len=None, batch_size=16, seed=0), None),
+        ("WindowSampler K=20 B=64", lambda: WindowSampler(ds, context=20, batch_size=64, return_scale=DEFAULT_RETURN_SCALE, seed=0), 64 * 20),
+        ("SequenceSampler L=20 B=64", lambda: SequenceSampler(ds, chunk_len=20, batch_size=64, return_scale=DEFAULT_RETURN_SCALE, seed=0), 64 * 20),
+        ("SequenceSampler L=256 B=64", lambda: SequenceSampler(ds, chunk_len=256, batch_size=64, return_scale=DEFAULT_RETURN_SCALE, seed=0), 64 * 256),
+        ("SequenceSampler whole B=16", lambda: SequenceSampler(ds, chunk_len=None, batch_size=16, return_scale=DEFAULT_RETURN_SCALE, seed=0), None),
     ]
     rows = []
     print(f"{'sampler':30s} {'setup s':>8s} {'batches/s':>10s} {'steps/s':>12s}")

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from rl_minrnn.agents.factory import build_agent
+from rl_minrnn.agents.embeddings import TOKEN_LAYOUTS
 from rl_minrnn.configs.schema import ModelConfig
 from benchmarks.common import fmt, machine_info, markdown_table, write_json
 
@@ -209,9 +210,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 100, 1000], help="episode steps N")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls (steps N, N+1, ...) per point")
-    parser.add_argument("--tokens", choices=["interleaved", "fused"], default="interleaved")
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--tokens", choices=TOKEN_LAYOUTS, default=ModelConfig.tokens)
+    parser.add_argument("--width", type=int, default=ModelConfig.width, help="default: the config's")
+    parser.add_argument("--depth", type=int, default=ModelConfig.depth, help="default: the config's")
     parser.add_argument("--no-fast-forward", action="store_true", help="reach step N by real act/observe calls")
     parser.add_argument("--env", default="Hopper-v5")
     parser.add_argument("--eval-envs", type=int, nargs="+", default=[1, 10, 50], help="episodes run together (part 2)")

@@ -15,6 +15,7 @@ from typing import Any, get_origin, get_type_hints
 import yaml
 
 from rl_minrnn.agents import AGENTS
+from rl_minrnn.agents.base import DEFAULT_RETURN_SCALE
 from rl_minrnn.agents.embeddings import TOKEN_LAYOUTS
 from rl_minrnn.agents.initialisation import INIT_SCHEMES
 from rl_minrnn.envs.offline.batches import WINDOW_SAMPLING
@@ -31,7 +32,7 @@ class ConfigError(ValueError):
 class DatasetConfig:
     id: str = "mujoco/hopper/medium-v0"  # Minari dataset id (local store first, then download)
     fallback_to_sample: bool = False  # if `id` is unavailable offline, use the Hopper sample shipped with the project
-    return_scale: float = 1000.0  # returns-to-go are divided by this
+    return_scale: float = DEFAULT_RETURN_SCALE  # returns-to-go are divided by this (1000)
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_rows_match_brute_force(make_offline_dataset, sampler_kind):
 def test_episodes_sampled_in_proportion_to_length(make_offline_dataset):
     ds = make_offline_dataset([10, 90], obs_dim=2, act_dim=1)
     norm = StateNormalizer.identity(2)
-    sampler = WindowSampler(ds, context=1, batch_size=20_000, normalizer=norm, seed=0)
+    sampler = WindowSampler(ds, context=1, batch_size=20_000, return_scale=1000.0, normalizer=norm, seed=0)
     b = sampler.sample()
     first_states = ds.episodes[0].observations[:-1]
     in_first = (b["states"][:, 0, None, :] == first_states[None]).all(-1).any(-1)
@@ -83,9 +83,9 @@ def test_episodes_sampled_in_proportion_to_length(make_offline_dataset):
 
 def test_timesteps_clipped_to_max_timestep(make_offline_dataset):
     ds = make_offline_dataset([50], obs_dim=2, act_dim=1)
-    b = WindowSampler(ds, context=50, batch_size=8, seed=0, max_timestep=20).sample()
+    b = WindowSampler(ds, context=50, batch_size=8, return_scale=1000.0, seed=0, max_timestep=20).sample()
     assert b["timesteps"].max() == 19
-    b = SequenceSampler(ds, chunk_len=None, batch_size=2, seed=0, max_timestep=20).sample()
+    b = SequenceSampler(ds, chunk_len=None, batch_size=2, return_scale=1000.0, seed=0, max_timestep=20).sample()
     assert b["timesteps"].max() == 19 and b["timesteps"].shape == (2, 50)
 
 
@@ -93,7 +93,7 @@ def test_sequence_lanes_walk_episodes_in_order(make_offline_dataset):
     lengths = [5, 12, 3, 8]
     ds = make_offline_dataset(lengths, obs_dim=3, act_dim=1, seed=4)
     norm = StateNormalizer.from_dataset(ds)
-    sampler = SequenceSampler(ds, chunk_len=4, batch_size=2, normalizer=norm, seed=0)
+    sampler = SequenceSampler(ds, chunk_len=4, batch_size=2, return_scale=1000.0, normalizer=norm, seed=0)
     lane_steps = [[] for _ in range(2)]  # per lane: list of (episode, t)
     for _ in range(40):
         b = sampler.sample()
@@ -113,7 +113,7 @@ def test_sequence_lanes_walk_episodes_in_order(make_offline_dataset):
 
 def test_whole_episodes_mode(make_offline_dataset):
     ds = make_offline_dataset([4, 9, 6], obs_dim=2, act_dim=1)
-    sampler = SequenceSampler(ds, chunk_len=None, batch_size=3, seed=0)
+    sampler = SequenceSampler(ds, chunk_len=None, batch_size=3, return_scale=1000.0, seed=0)
     b = sampler.sample()
     assert b["reset"].all()
     assert b["mask"].shape == (3, 9)
@@ -121,9 +121,9 @@ def test_whole_episodes_mode(make_offline_dataset):
 
 
 @pytest.mark.parametrize("make", [
-    lambda ds: WindowSampler(ds, context=5, batch_size=16, seed=3),
-    lambda ds: SequenceSampler(ds, chunk_len=5, batch_size=3, seed=3),
-    lambda ds: SequenceSampler(ds, chunk_len=None, batch_size=2, seed=3),
+    lambda ds: WindowSampler(ds, context=5, batch_size=16, return_scale=1000.0, seed=3),
+    lambda ds: SequenceSampler(ds, chunk_len=5, batch_size=3, return_scale=1000.0, seed=3),
+    lambda ds: SequenceSampler(ds, chunk_len=None, batch_size=2, return_scale=1000.0, seed=3),
 ])
 def test_state_dict_resumes_exactly(make_offline_dataset, make):
     ds = make_offline_dataset([11, 4, 23, 7, 15])
@@ -142,17 +142,17 @@ def test_state_dict_resumes_exactly(make_offline_dataset, make):
 
 
 def test_state_dict_of_another_dataset_is_rejected(make_offline_dataset):
-    a = WindowSampler(make_offline_dataset([5, 6]), context=3, batch_size=4, seed=0)
-    b = WindowSampler(make_offline_dataset([5, 7]), context=3, batch_size=4, seed=0)
+    a = WindowSampler(make_offline_dataset([5, 6]), context=3, batch_size=4, return_scale=1000.0, seed=0)
+    b = WindowSampler(make_offline_dataset([5, 7]), context=3, batch_size=4, return_scale=1000.0, seed=0)
     with pytest.raises(ValueError, match="does not match"):
         b.load_state_dict(a.state_dict())
 
 
 def test_samplers_on_a_built_dataset(tiny_dataset):
-    b = WindowSampler(tiny_dataset, context=20, batch_size=64, seed=0).sample()
+    b = WindowSampler(tiny_dataset, context=20, batch_size=64, return_scale=1000.0, seed=0).sample()
     assert b["states"].shape == (64, 20, 11)
     assert np.isfinite(b["states"]).all()
-    b = SequenceSampler(tiny_dataset, chunk_len=16, batch_size=4, seed=0).sample()
+    b = SequenceSampler(tiny_dataset, chunk_len=16, batch_size=4, return_scale=1000.0, seed=0).sample()
     assert b["states"].shape == (4, 16, 11) and b["reset"].all()
 
 
@@ -163,7 +163,7 @@ def test_window_sampling_covers_each_step_as_documented(make_offline_dataset, sa
     lengths, k = [3, 8, 25], 5
     ds = make_offline_dataset(lengths, obs_dim=2, act_dim=1, seed=4)
     norm = StateNormalizer.from_dataset(ds)
-    sampler = WindowSampler(ds, context=k, batch_size=4, normalizer=norm, seed=0, sampling=sampling)
+    sampler = WindowSampler(ds, context=k, batch_size=4, return_scale=1000.0, normalizer=norm, seed=0, sampling=sampling)
     extra = {"start": 0, "end": 0, "cover": k - 1}[sampling]
     assert sampler.num_windows == sum(lengths) + extra * len(lengths)
     b = sampler.windows(np.arange(sampler.num_windows))
@@ -183,8 +183,8 @@ def test_window_sampling_covers_each_step_as_documented(make_offline_dataset, sa
 
 def test_window_sampling_is_checked_on_resume(make_offline_dataset):
     ds = make_offline_dataset([10, 12], obs_dim=2, act_dim=1)
-    state = WindowSampler(ds, context=4, batch_size=2, sampling="cover").state_dict()
+    state = WindowSampler(ds, context=4, batch_size=2, return_scale=1000.0, sampling="cover").state_dict()
     with pytest.raises(ValueError, match="sampling"):
-        WindowSampler(ds, context=4, batch_size=2, sampling="start").load_state_dict(state)
+        WindowSampler(ds, context=4, batch_size=2, return_scale=1000.0, sampling="start").load_state_dict(state)
     with pytest.raises(ValueError, match="sampling must be one of"):
-        WindowSampler(ds, context=4, batch_size=2, sampling="middle")
+        WindowSampler(ds, context=4, batch_size=2, return_scale=1000.0, sampling="middle")

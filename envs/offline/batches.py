@@ -29,7 +29,6 @@ import numpy as np
 from rl_minrnn.envs.offline.normalization import StateNormalizer
 
 DEFAULT_MAX_TIMESTEP = 1000
-DEFAULT_RETURN_SCALE = 1000.0
 
 
 class FlatEpisodes:
@@ -140,7 +139,7 @@ class WindowSampler(_Sampler):
         dataset,
         context: int,
         batch_size: int,
-        return_scale: float = DEFAULT_RETURN_SCALE,
+        return_scale: float,  # the config's dataset.return_scale (the agent divides rollout returns by the same)
         normalizer: StateNormalizer | None = None,
         seed: int | None = 0,
         max_timestep: int = DEFAULT_MAX_TIMESTEP,
@@ -194,7 +193,7 @@ class SequenceSampler(_Sampler):
         dataset,
         chunk_len: int | None,
         batch_size: int,
-        return_scale: float = DEFAULT_RETURN_SCALE,
+        return_scale: float,  # the config's dataset.return_scale (the agent divides rollout returns by the same)
         normalizer: StateNormalizer | None = None,
         seed: int | None = 0,
         max_timestep: int = DEFAULT_MAX_TIMESTEP,
