@@ -81,7 +81,7 @@ class EvalConfig:
     seed: int = 10_000  # episode i resets with seed + i
     max_episode_steps: int = 1000
     at_end: bool = True  # also evaluate after the last step when `every` (> 0) does not divide `train.steps`
-    video: bool = False  # record episode 0 of each evaluation to run_dir/videos (and TensorBoard); ~25 s per 1000-step episode on CPU
+    video: bool = False  # record episode 0 of each evaluation to run_dir/videos (and TensorBoard); software rendering adds time, docs/evaluation.md
 
 
 @dataclass

@@ -36,8 +36,8 @@ def default_chunk_size(length: int, device: torch.device | str = "cpu", rows: in
     kernel launch, so about sqrt(T) balances the in-chunk loops (2C launches) against the carry loop
     (T / C). On CPU a step over a large state (>= 4096 elements, e.g. batch 64 x width 128) is
     memory-bound and the fewest passes over memory win: chunk 1, a plain loop with the analytic backward.
-    Smaller states are dominated by per-step overhead, so they chunk too: at (batch 16, T 80, width 64)
-    forward + backward took 2.3 ms with chunk 1 and 1.35 ms with chunk 8; at (2, 1000, 128), 19 vs 4.7 ms.
+    Smaller states are dominated by per-step overhead, so they chunk too (in a whole training step the
+    difference is lost in the rest of the model: BENCHMARKS.md, "Scan").
     """
     if torch.device(device).type == "cpu" and (rows is None or rows >= 4096):
         return 1

@@ -12,9 +12,9 @@ from rl_minrnn.envs.offline import SAMPLE_DATASET_ID, DatasetNotFoundError, load
 
 
 def configure_threads(requested: int) -> int:
-    """Half the cores (at least 1, at most 4) unless told otherwise: a thread that has to share its core
-    with the evaluation envs or another job is catastrophic (on 2 cores, 2 threads beside a busy process
-    ran 5-10x slower than 1), and beyond 4 these small models gain nothing."""
+    """Half the cores (at least 1, at most 4) unless told otherwise: torch's threads wait for each other at
+    every operation, so one that shares its core with the evaluation envs or another job stalls all of them
+    (oversubscription), and these small models have too little work per operation to use many."""
     threads = requested or max(1, min(4, (os.cpu_count() or 1) // 2))
     torch.set_num_threads(threads)
     return threads

@@ -4,9 +4,8 @@ Rendering happens in the rollout's own environments, right after a step, and onl
 video shows: ``mujoco`` rendering reads the simulation state and never writes it, so the returns are
 the same with and without a video (``tests/test_render.py`` checks this).
 
-Software rendering costs about 0.1-0.45 s a frame here, so a 1000-step Hopper episode (125 steps/s)
-rendered at every step would take minutes; a 30 fps real-time video needs only every 4th step
-(``frame_stride``).
+Software rendering is slow on CPUs (frame costs: ``docs/evaluation.md``), so only the frames the video
+shows are drawn: a 30 fps real-time video of Hopper (125 steps/s) needs every 4th step (``frame_stride``).
 
 Backend: MuJoCo's ``MUJOCO_GL`` (and PyOpenGL's ``PYOPENGL_PLATFORM``) are read when the first
 rendering context is made and when ``OpenGL`` is first imported, respectively, so once one backend

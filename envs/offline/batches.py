@@ -3,7 +3,7 @@
 Every batch is a dict of numpy arrays (float32 unless said), B rows of K (or L) timesteps:
 
 - ``states (B, K, obs_dim)``: normalised with the sampler's ``StateNormalizer`` (the dataset's mean/std
-  by default; save ``sampler.normalizer.state_dict()`` with the model);
+  by default; the agent holds the same statistics as buffers, so its checkpoint carries them);
 - ``actions (B, K, act_dim)``; action t pairs with state t;
 - ``returns_to_go (B, K)``: undiscounted sum of rewards from t to the episode's end, / ``return_scale``;
 - ``timesteps (B, K)`` int64: index in the episode, clipped to ``max_timestep - 1``;
