@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .embeddings import ActionHead, TrajectoryEmbedding
 from .initialisation import initialise
 
 # Returns-to-go enter the model divided by this (the DT paper's scale for MuJoCo returns); the config's
@@ -24,11 +25,17 @@ class DecisionAgent(nn.Module):
     rollout_modes: tuple[str, ...] = ("window",)
     default_rollout_mode: str = "window"
 
-    def __init__(self, obs_dim: int, act_dim: int, context: int, state_mean=None, state_std=None,
-                 return_scale: float = DEFAULT_RETURN_SCALE):
-        """``state_mean``/``state_std``: the dataset's (None: identity, e.g. before loading a checkpoint)."""
+    def __init__(self, obs_dim: int, act_dim: int, *, context: int = 20, width: int = 128, depth: int = 3,
+                 tokens: str = "interleaved", mlp_ratio: float = 4.0, dropout: float = 0.1, max_timestep: int = 1000,
+                 init: str = "gpt", state_mean=None, state_std=None, return_scale: float = DEFAULT_RETURN_SCALE):
+        """What every agent shares: the token embedding (built here) and the action head (built by
+        ``finish_layers`` once the subclass has added its sequence model between them), the sequence model's
+        size (``width``, ``depth``, ``mlp_ratio``, ``dropout``, kept for it), and the normalisation.
+        ``state_mean``/``state_std``: the dataset's (None: identity, e.g. before loading a checkpoint)."""
         super().__init__()
         self.obs_dim, self.act_dim, self.context = int(obs_dim), int(act_dim), int(context)
+        self.width, self.depth, self.mlp_ratio, self.dropout_p = int(width), int(depth), float(mlp_ratio), float(dropout)
+        self._init_scheme = init
         mean = torch.zeros(obs_dim) if state_mean is None else torch.as_tensor(np.asarray(state_mean, dtype=np.float32))
         std = torch.ones(obs_dim) if state_std is None else torch.as_tensor(np.asarray(state_std, dtype=np.float32))
         if mean.shape != (obs_dim,) or std.shape != (obs_dim,):
@@ -37,11 +44,13 @@ class DecisionAgent(nn.Module):
         self.register_buffer("state_std", std)
         self.register_buffer("return_scale", torch.tensor(float(return_scale)))
         self._mode: str | None = None
+        self.embed = TrajectoryEmbedding(obs_dim, act_dim, width, max_timestep, tokens)
 
-    def initialise_parameters(self, scheme: str) -> None:
-        """Initialise with ``model.init`` (``agents.initialisation``); subclasses call it once their layers
-        (``self.embed``, ``self.head`` and the sequence model) exist."""
-        initialise(self, scheme, inputs_and_head=(*self.embed.input_projections, self.head.linear))
+    def finish_layers(self) -> None:
+        """Add the action head and initialise every parameter with ``init`` (``agents.initialisation``);
+        a subclass calls it at the end of its ``__init__``, once its sequence model exists."""
+        self.head = ActionHead(self.width, self.act_dim)
+        initialise(self, self._init_scheme, inputs_and_head=(*self.embed.input_projections, self.head.linear))
 
     # ------------------------------------------------------------------ training
     def forward(self, states, actions, returns_to_go, timesteps, state=None):

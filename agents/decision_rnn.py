@@ -14,8 +14,7 @@ import torch
 
 from rl_minrnn import BlockState, MinRNNStack
 
-from .base import DEFAULT_RETURN_SCALE, DecisionAgent
-from .embeddings import ActionHead, TrajectoryEmbedding
+from .base import DecisionAgent
 
 
 class RNNAgentState(NamedTuple):
@@ -29,33 +28,14 @@ class DecisionRNN(DecisionAgent):
     rollout_modes = ("recurrent", "window")
     default_rollout_mode = "recurrent"
 
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        *,
-        context: int = 20,
-        width: int = 128,
-        depth: int = 3,
-        cell: str = "mingru",
-        tokens: str = "interleaved",
-        expansion: float = 1.0,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.1,
-        conv: int = 0,
-        max_timestep: int = 1000,
-        init: str = "gpt",
-        state_mean=None,
-        state_std=None,
-        return_scale: float = DEFAULT_RETURN_SCALE,
-    ):
-        super().__init__(obs_dim, act_dim, context, state_mean, state_std, return_scale)
-        self.embed = TrajectoryEmbedding(obs_dim, act_dim, width, max_timestep, tokens)
-        self.embed_dropout = torch.nn.Dropout(dropout)
-        self.stack = MinRNNStack(width, depth, cell=cell, expansion=expansion, mlp_ratio=mlp_ratio,
-                                 dropout=dropout, conv=conv)
-        self.head = ActionHead(width, act_dim)
-        self.initialise_parameters(init)
+    def __init__(self, obs_dim: int, act_dim: int, *, cell: str = "mingru", expansion: float = 1.0, conv: int = 0,
+                 **shared):
+        """``cell``, ``expansion`` and ``conv`` shape the minRNN stack; ``shared``: ``DecisionAgent``'s."""
+        super().__init__(obs_dim, act_dim, **shared)
+        self.embed_dropout = torch.nn.Dropout(self.dropout_p)
+        self.stack = MinRNNStack(self.width, self.depth, cell=cell, expansion=expansion, mlp_ratio=self.mlp_ratio,
+                                 dropout=self.dropout_p, conv=conv)
+        self.finish_layers()
 
     def forward(self, states, actions, returns_to_go, timesteps, state: RNNAgentState | None = None):
         stack_state, prev_action = (None, None) if state is None else state

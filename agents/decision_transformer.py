@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import DEFAULT_RETURN_SCALE, DecisionAgent
-from .embeddings import TOKENS_PER_STEP, ActionHead, TrajectoryEmbedding
+from .base import DecisionAgent
+from .embeddings import TOKENS_PER_STEP
 
 
 class CausalSelfAttentionBlock(nn.Module):
@@ -37,34 +37,16 @@ class DecisionTransformer(DecisionAgent):
     rollout_modes = ("window",)
     default_rollout_mode = "window"
 
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        *,
-        context: int = 20,
-        width: int = 128,
-        depth: int = 3,
-        heads: int = 1,
-        tokens: str = "interleaved",
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.1,
-        max_timestep: int = 1000,
-        position_embedding: bool = True,
-        init: str = "gpt",
-        state_mean=None,
-        state_std=None,
-        return_scale: float = DEFAULT_RETURN_SCALE,
-    ):
-        super().__init__(obs_dim, act_dim, context, state_mean, state_std, return_scale)
-        self.embed = TrajectoryEmbedding(obs_dim, act_dim, width, max_timestep, tokens)
-        max_tokens = context * TOKENS_PER_STEP[tokens]
-        self.position = nn.Embedding(max_tokens, width) if position_embedding else None
-        self.embed_dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(CausalSelfAttentionBlock(width, heads, mlp_ratio, dropout) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
-        self.head = ActionHead(width, act_dim)
-        self.initialise_parameters(init)
+    def __init__(self, obs_dim: int, act_dim: int, *, heads: int = 1, position_embedding: bool = True, **shared):
+        """``heads`` and ``position_embedding`` shape the attention; ``shared``: ``DecisionAgent``'s."""
+        super().__init__(obs_dim, act_dim, **shared)
+        max_tokens = self.context * TOKENS_PER_STEP[self.embed.layout]
+        self.position = nn.Embedding(max_tokens, self.width) if position_embedding else None
+        self.embed_dropout = nn.Dropout(self.dropout_p)
+        self.blocks = nn.ModuleList(CausalSelfAttentionBlock(self.width, heads, self.mlp_ratio, self.dropout_p)
+                                    for _ in range(self.depth))
+        self.norm = nn.LayerNorm(self.width)
+        self.finish_layers()
 
     def forward(self, states, actions, returns_to_go, timesteps, state=None):
         """Windows of at most K steps. Padding sits at the end of a window, so causal attention keeps it

@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 from .base import DEFAULT_RETURN_SCALE, DecisionAgent
 from .decision_rnn import DecisionRNN
 from .decision_transformer import DecisionTransformer
 
-AGENTS = {"decision_rnn": DecisionRNN, "decision_transformer": DecisionTransformer}
-# ModelConfig fields each agent takes (the rest belong to the other agent).
-_SHARED = ("context", "width", "depth", "tokens", "mlp_ratio", "dropout", "max_timestep", "init")
-_FIELDS = {
-    "decision_rnn": _SHARED + ("cell", "expansion", "conv"),
-    "decision_transformer": _SHARED + ("heads", "position_embedding"),
-}
+AGENTS = {"decision_rnn": DecisionRNN, "decision_transformer": DecisionTransformer}  # a new kind: one line
+
+
+def constructor_options(cls: type) -> tuple[str, ...]:
+    """The keyword options an agent class takes: its own ``__init__``'s and those of the classes it builds on
+    (``DecisionAgent``'s shared ones), so the registry line is all a new agent kind needs here."""
+    names = []
+    for klass in cls.__mro__:
+        if isinstance(klass, type) and issubclass(klass, DecisionAgent):
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.kind is p.KEYWORD_ONLY and p.name not in names:
+                    names.append(p.name)
+    return tuple(names)
 
 
 def agent_kwargs(model) -> dict:
+    """The ``model`` config fields the agent of ``model.kind`` takes (the rest belong to other kinds)."""
     model = dataclasses.asdict(model) if dataclasses.is_dataclass(model) else dict(model)
     kind = model["kind"]
     if kind not in AGENTS:
         raise ValueError(f"model.kind must be one of {sorted(AGENTS)}, got {kind!r}")
-    return {name: model[name] for name in _FIELDS[kind]}
+    return {name: model[name] for name in constructor_options(AGENTS[kind]) if name in model}
 
 
 def build_agent(model, obs_dim: int, act_dim: int, state_mean=None, state_std=None, return_scale: float = DEFAULT_RETURN_SCALE) -> DecisionAgent:

@@ -159,3 +159,17 @@ def test_weight_decay_groups(kind):
     assert id(agent.embed.timestep.weight) in {id(p) for p in no_decay["params"]}
     (everything,) = parameter_groups(agent, 1e-4, "all")
     assert len(everything["params"]) == len(list(agent.parameters()))
+
+
+def test_every_model_option_reaches_an_agent_and_every_agent_option_is_configurable():
+    """The factory passes an agent the config fields its constructor names (its own and DecisionAgent's):
+    a field no agent takes would be silently ignored, an option no field sets could never be chosen."""
+    import dataclasses
+
+    from rl_minrnn.agents.factory import AGENTS, agent_kwargs, constructor_options
+
+    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"kind"}
+    options = {kind: set(constructor_options(cls)) - {"state_mean", "state_std", "return_scale"} for kind, cls in AGENTS.items()}
+    assert set().union(*options.values()) == fields
+    assert set(agent_kwargs(ModelConfig(kind="decision_transformer"))) == options["decision_transformer"]
+    assert "cell" in options["decision_rnn"] and "cell" not in options["decision_transformer"]
