@@ -262,6 +262,15 @@ def write_json(path: str | Path, data: object) -> Path:
     return path
 
 
+def write_results(out: str | Path, markdown: str, data: object) -> None:
+    """Print a benchmark's Markdown and write it to ``<out>.md``, with its data as ``<out>.json``."""
+    print(markdown)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(markdown)
+    write_json(out.with_suffix(".json"), data)
+
+
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]], align: Sequence[str] | None = None) -> str:
     """A GitHub Markdown table; ``align`` per column is ``"l"`` or ``"r"`` (default: left for the first)."""
     headers = [str(h) for h in headers]

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from rl_minrnn.agents.factory import build_agent
-from benchmarks.common import fmt, machine_info, markdown_table, write_json
+from benchmarks.common import write_results, fmt, machine_info, markdown_table
 from rl_minrnn.configs.schema import CONFIG_DIR, load_config, profile_path
 from rl_minrnn.deploy.export import export_agent
 from rl_minrnn.deploy.runtime import ExportedAgent, ExportedPolicy
@@ -223,11 +223,7 @@ def main(argv=None) -> int:
     md += [f"- {v['config']}: exported onnxruntime step at batch 1 = {v['ratio']:.2f} Hopper-v5 steps "
            f"(goal <= {v['goal_env_steps']:g}): {'holds' if v['holds'] else 'does not hold'}" for v in verdicts]
     markdown = "\n".join(md) + "\n"
-    print(markdown)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(markdown)
-    write_json(out.with_suffix(".json"), {"machine": machine, "args": vars(args), "records": records, "goals": verdicts})
+    write_results(args.out, markdown, {"machine": machine, "args": vars(args), "records": records, "goals": verdicts})
     return 0
 
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np
 
-from benchmarks.common import machine_info, markdown_table, write_json
+from benchmarks.common import write_results, machine_info, markdown_table
 
 
 def job_command(seed: int, run_dir: Path) -> list[str]:
@@ -126,13 +126,9 @@ def main(argv=None) -> int:
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; date {machine['date']}.",
         f"Command: `{shlex.join(['python', '-m', 'benchmarks.main_job', *(sys.argv[1:] if argv is None else argv)])}`", "",
         markdown_table(heads, rows), "", *summary, ""])
-    print(md)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(md)
-    write_json(out.with_suffix(".json"), {"machine": machine, "runs": runs,
-                                          "last_mean": float(np.mean(last)), "best_mean": float(np.mean(best)),
-                                          "wall_min_mean": float(np.mean(wall))})
+    write_results(args.out, md, {"machine": machine, "runs": runs,
+                                 "last_mean": float(np.mean(last)), "best_mean": float(np.mean(best)),
+                                 "wall_min_mean": float(np.mean(wall))})
     return 0
 
 

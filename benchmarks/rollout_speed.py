@@ -43,7 +43,7 @@ import torch
 from rl_minrnn.agents.factory import build_agent
 from rl_minrnn.agents.embeddings import TOKEN_LAYOUTS
 from rl_minrnn.configs.schema import ModelConfig
-from benchmarks.common import fmt, machine_info, markdown_table, write_json
+from benchmarks.common import write_results, fmt, machine_info, markdown_table
 
 OBS_DIM, ACT_DIM = 11, 3
 VARIANTS = {  # name -> (model kind, rollout mode)
@@ -260,12 +260,8 @@ def main(argv=None) -> int:
                f"median of {args.eval_repeats}) vs the floor: the same number of envs stepped with random actions.", "",
                markdown_table(["envs", "variant", "env steps", "env steps/s", "of floor", "agent ms/step p50"], rows)]
     markdown = "\n".join(md) + "\n"
-    print(markdown)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(markdown)
-    write_json(out.with_suffix(".json"), {"machine": machine, "args": vars(args), "agent_steps": step_records,
-                                          "evaluation": eval_records})
+    write_results(args.out, markdown, {"machine": machine, "args": vars(args), "agent_steps": step_records,
+                                       "evaluation": eval_records})
     return 0
 
 

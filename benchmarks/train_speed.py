@@ -43,7 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from rl_minrnn.agents.embeddings import TOKENS_PER_STEP
 from rl_minrnn.agents.factory import build_agent
 from rl_minrnn.configs.schema import ModelConfig
-from benchmarks.common import fmt, machine_info, markdown_table, resolve_device, time_interleaved, write_json
+from benchmarks.common import write_results, fmt, machine_info, markdown_table, resolve_device, time_interleaved
 
 OBS_DIM, ACT_DIM = 11, 3
 AGENTS = {
@@ -201,11 +201,7 @@ def main(argv=None) -> int:
                 "FlopCounterMode matmuls + DT attention analytically; elementwise work not counted.\n\n"
                 f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
                 f"date {machine['date']}.\n\nCommand: `{machine['command']}`\n\n{table}\n")
-    print(markdown)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(markdown)
-    write_json(out.with_suffix(".json"), {"machine": machine, "args": vars(args), "matmul": mm, "results": records})
+    write_results(args.out, markdown, {"machine": machine, "args": vars(args), "matmul": mm, "results": records})
     return 0
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rl_minrnn.envs.offline import DatasetError, DatasetExistsError, Episode, datasets_root, write_dataset
+from rl_minrnn.envs.offline.commands import run_command
+from rl_minrnn.envs.offline import DatasetExistsError, Episode, datasets_root, write_dataset
 from rl_minrnn.envs.offline.policies import MLPPolicy, PolicyError
 
 DEFAULT_MAX_EPISODE_STEPS = 1000
@@ -328,17 +329,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if min(args.steps, args.num_envs, args.max_episode_steps, args.workers) <= 0:
         p.error("--steps, --num-envs, --workers and --max-episode-steps must be positive")
-    try:
-        build_dataset(
-            args.policy, args.env, args.steps, args.dataset_id, seed=args.seed, num_envs=args.num_envs,
-            deterministic=args.deterministic, root=args.root, overwrite=args.overwrite,
-            activation=args.activation, squash=args.squash, max_episode_steps=args.max_episode_steps,
-            progress=not args.no_progress, workers=args.workers,
-        )
-    except (DatasetError, PolicyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: build_dataset(
+        args.policy, args.env, args.steps, args.dataset_id, seed=args.seed, num_envs=args.num_envs,
+        deterministic=args.deterministic, root=args.root, overwrite=args.overwrite,
+        activation=args.activation, squash=args.squash, max_episode_steps=args.max_episode_steps,
+        progress=not args.no_progress, workers=args.workers,
+    ))
 
 
 if __name__ == "__main__":

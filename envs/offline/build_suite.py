@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+from rl_minrnn.envs.offline.commands import run_command
 from rl_minrnn.envs.offline.build_dataset import build_dataset
 from rl_minrnn.envs.offline.combine import combine_datasets
-from rl_minrnn.envs.offline import DatasetError, datasets_root
+from rl_minrnn.envs.offline import datasets_root
 from rl_minrnn.envs.offline.import_d4rl import import_d4rl
 from rl_minrnn.envs.offline.policies import PolicyError
 from rl_minrnn.envs.tasks import TASKS
@@ -103,21 +104,20 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if min(args.steps, args.num_envs, args.workers) <= 0:
         p.error("--steps and --num-envs must be positive")
-    t0 = time.perf_counter()
-    try:
+
+    def build_and_report() -> None:
+        t0 = time.perf_counter()
         status = build_suite(
             args.steps, args.policies_dir, args.replay, args.root, tuple(args.tasks), args.num_envs,
             progress=not args.no_progress, workers=args.workers,
         )
-    except (DatasetError, PolicyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    root = Path(args.root) if args.root else datasets_root()
-    print(f"\nsuite in {root} ({time.perf_counter() - t0:.0f} s):")
-    for dataset_id, what in status.items():
-        size = sum(f.stat().st_size for f in (root / dataset_id).rglob("*") if f.is_file()) if (root / dataset_id).is_dir() else 0
-        print(f"  {dataset_id:36s} {what:28s} {size / 1e6:8.1f} MB")
-    return 0
+        root = Path(args.root) if args.root else datasets_root()
+        print(f"\nsuite in {root} ({time.perf_counter() - t0:.0f} s):")
+        for dataset_id, what in status.items():
+            size = sum(f.stat().st_size for f in (root / dataset_id).rglob("*") if f.is_file()) if (root / dataset_id).is_dir() else 0
+            print(f"  {dataset_id:36s} {what:28s} {size / 1e6:8.1f} MB")
+
+    return run_command(build_and_report)
 
 
 if __name__ == "__main__":

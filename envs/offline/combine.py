@@ -9,7 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from rl_minrnn.envs.offline import DatasetError, DatasetFormatError, OfflineDataset, load_dataset, read_minari_dataset, write_dataset
+from rl_minrnn.envs.offline.commands import run_command
+from rl_minrnn.envs.offline import DatasetFormatError, OfflineDataset, load_dataset, read_minari_dataset, write_dataset
 
 
 def _load(dataset_id: str, root) -> OfflineDataset:
@@ -56,12 +57,7 @@ def main(argv=None) -> int:
     p.add_argument("--root", default=None, help="store folder to write to (default: the local Minari store)")
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
-    try:
-        combine_datasets(args.sources, args.dataset_id, root=args.root, overwrite=args.overwrite)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: combine_datasets(args.sources, args.dataset_id, root=args.root, overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rl_minrnn.envs.offline.commands import run_command
 from rl_minrnn.envs.offline import DatasetError, DatasetFormatError, Episode, datasets_root, write_dataset
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
@@ -154,12 +155,7 @@ def main(argv=None) -> int:
     p.add_argument("--root", default=None, help="store folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)")
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
-    try:
-        import_d4rl(args.file, args.env, args.dataset_id, root=args.root, overwrite=args.overwrite)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: import_d4rl(args.file, args.env, args.dataset_id, root=args.root, overwrite=args.overwrite))
 
 
 if __name__ == "__main__":
