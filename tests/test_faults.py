@@ -285,7 +285,7 @@ def test_non_finite_actions_never_reach_the_environment(monkeypatch):
         def act(self, returns_to_go, states):
             return np.full((len(states), 3), np.nan if self.t >= 2 else 0.1, dtype=np.float32)
 
-        def observe(self, actions, rewards=None):
+        def observe(self, actions):
             self.t += 1
 
     stepped = []

@@ -204,7 +204,8 @@ def evaluate_agent(
             ref_scores = resolve_reference_scores(env_id)
         except KeyError:
             ref_scores = None
-    mode = agent.resolve_rollout_mode(mode)
+    # the agent's own rule (DecisionAgent.resolve_rollout_mode); a minimal protocol agent without modes gets it as given
+    mode = agent.resolve_rollout_mode(mode) if hasattr(agent, "resolve_rollout_mode") else mode
     env_kwargs = render.env_kwargs() if render is not None else {}
     envs = [make_env(env_id, **env_kwargs) for _ in range(batch_size)]
     was_training = agent.training if isinstance(agent, torch.nn.Module) else None
