@@ -92,3 +92,12 @@ def test_the_check_sees_the_tree():
             "rl_minrnn.training.trainer", "rl_minrnn.deploy.runtime"} <= set(mods)
     assert "rl_minrnn.agents" in imports("rl_minrnn.configs.schema", mods["rl_minrnn.configs.schema"], set(mods))
     assert layer_of("rl_minrnn.cells") < layer_of("rl_minrnn.agents.base") < layer_of("rl_minrnn.training.trainer")
+
+
+def test_the_design_doc_names_every_module():
+    """docs/design.md's module table is the map of the tree: a module it does not name is a room nobody
+    was told about."""
+    text = (ROOT / "docs" / "design.md").read_text()
+    unnamed = [str(path.relative_to(ROOT)) for module, path in modules().items()
+               if path.name != "__init__.py" and path.name not in text]
+    assert not unnamed, f"docs/design.md does not name {unnamed}"
