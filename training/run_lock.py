@@ -57,10 +57,6 @@ class RunLock:
             pass
         return cls(run_dir, lock)
 
-    @property
-    def held(self) -> bool:
-        return self._lock.is_locked
-
     def release(self) -> None:
         if self._lock.is_locked:
             self._lock.release()

@@ -26,10 +26,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # in a checkout; the team's sha
 DEFAULT_POLICIES_DIR = REPO_ROOT.parent / "shared" / "policies"
 DEFAULT_REPLAY = REPO_ROOT.parent / "shared" / "replay" / "hopper-medium-replay.npz"
 
-def suite_ids(tasks=tuple(TASKS)) -> list[str]:
-    ids = [f"local/{t}/{k}-v0" for t in tasks for k in ("medium", "expert", "medium-expert")]
-    return ids + (["local/hopper/medium-replay-v0"] if "hopper" in tasks else [])
-
 
 def build_suite(
     steps: int = 1_000_000,

@@ -24,11 +24,6 @@ class StateNormalizer:
         return cls(dataset.state_mean, dataset.state_std)
 
     @classmethod
-    def from_states(cls, states, eps: float = 1e-6) -> "StateNormalizer":
-        states = np.asarray(states, dtype=np.float64)
-        return cls(states.mean(axis=0), states.std(axis=0), eps)
-
-    @classmethod
     def identity(cls, dim: int) -> "StateNormalizer":
         return cls(np.zeros(dim, np.float32), np.ones(dim, np.float32))
 
