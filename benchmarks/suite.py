@@ -134,9 +134,19 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, dataset=None, log=print) -> dict:
+def run_dir_of(dataset_id: str, agent: str, seed: int, plan: dict) -> Path:
+    """The run folder (checkpoints, logs) of one run: ``<run_root>/<protocol>/<run name>``."""
+    return Path(plan["run_root"]) / plan["protocol"] / plan.get("name", run_name(dataset_id, agent, seed))
+
+
+def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, dataset=None, log=print,
+                       timed: "TimedEvaluations | None" = None, callbacks=(), resume: bool = False) -> dict:
     """Train one agent with evaluations every ``eval_every`` steps (and at the end) and return its run record;
-    training and evaluation are timed separately. Peers (``PEERS``) run in their own environment."""
+    training and evaluation are timed separately. Peers (``PEERS``) run in their own environment.
+
+    For a scheduler (``benchmarks/ray_suite.py``): ``timed`` carries the evaluations of an earlier attempt,
+    ``callbacks`` are added to the trainer's, and ``resume`` continues from the run folder's ``last.pt``
+    (``Trainer.resume``, exact) instead of starting afresh; peers ignore the three."""
     files, note = config_files(dataset_id, plan["protocol"])
     config = load_config(files, run_overrides(dataset_id, agent, seed, plan))
     if agent in PEERS:
@@ -148,7 +158,7 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
         outcome["dataset_used"] = dataset.dataset_id
         outcome["machine"] = machine_info(outcome["peer"]["spec"]["device"].split(":")[0])
     else:
-        outcome = _train_and_evaluate_here(dataset_id, agent, seed, plan, config, dataset, log)
+        outcome = _train_and_evaluate_here(dataset_id, agent, seed, plan, config, dataset, log, timed, callbacks, resume)
     evals = outcome["evals"]
     scores = [e["score"] for e in evals]
     best_i = int(np.argmax(scores))
@@ -167,34 +177,49 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
     }
 
 
-class _TimedEvaluations(TrainerCallback):
+class TimedEvaluations(TrainerCallback):
     """Collects each evaluation of ``Trainer.run`` with the training seconds before it (evaluation time,
-    and the device's queued work, kept out of them)."""
+    and the device's queued work, kept out of them). ``previous`` (``state()`` of an earlier attempt of the
+    same run, cut at the step it resumes from) continues its list and its clocks."""
 
-    def __init__(self, name: str, log):
+    def __init__(self, name: str, log, previous: dict | None = None):
         self.name, self.log = name, log
-        self.evals, self.eval_s, self.start = [], 0.0, time.perf_counter()
+        previous = previous or {"evals": [], "train_s": 0.0, "eval_s": 0.0}
+        self.evals, self.eval_s = list(previous["evals"]), float(previous["eval_s"])
+        self.start = time.perf_counter() - float(previous["train_s"]) - self.eval_s
+
+    def train_s(self) -> float:
+        return time.perf_counter() - self.start - self.eval_s
+
+    def state(self) -> dict:
+        """The evaluations so far and the clocks (JSON), for a later attempt to continue from."""
+        return {"evals": self.evals, "train_s": self.train_s(), "eval_s": self.eval_s}
 
     def on_evaluation(self, trainer, result, seconds: float) -> None:
         _sync(trainer.device)
         self.eval_s += seconds
-        train_s = time.perf_counter() - self.start - self.eval_s
+        train_s = self.train_s()
+        self.evals = [e for e in self.evals if e["step"] != trainer.step]  # a resumed run's final one, again
         self.evals.append({"step": trainer.step, "train_s": train_s, "eval_s": seconds, "score": result.score(),
                            "targets": [t.summary() for t in result.targets]})
         self.log(f"  {self.name} step {trainer.step}: score {self.evals[-1]['score']:.1f} "
                  f"(train {train_s:.0f}s, eval {seconds:.1f}s)")
 
 
-def _train_and_evaluate_here(dataset_id: str, agent: str, seed: int, plan: dict, config, dataset, log) -> dict:
+def _train_and_evaluate_here(dataset_id: str, agent: str, seed: int, plan: dict, config, dataset, log,
+                             timed=None, callbacks=(), resume: bool = False) -> dict:
     """This project's agents: ``Trainer.run`` (its loop, evaluations and checkpoints), timed by a callback."""
-    run_dir = Path(plan["run_root"]) / plan["protocol"] / run_name(dataset_id, agent, seed)
+    run_dir = run_dir_of(dataset_id, agent, seed, plan)
     wall_start = time.perf_counter()
-    trainer = Trainer(config, run_dir, progress=False, dataset=dataset, log=log)
+    if resume:
+        trainer = Trainer.resume(run_dir, progress=False, dataset=dataset, log=log)
+    else:
+        trainer = Trainer(config, run_dir, progress=False, dataset=dataset, log=log)
     device = trainer.device
     setup_s = time.perf_counter() - wall_start
-    timed = _TimedEvaluations(run_name(dataset_id, agent, seed), log)
-    trainer.run(callbacks=[timed])
-    train_s = time.perf_counter() - timed.start - timed.eval_s
+    timed = timed or TimedEvaluations(plan.get("name", run_name(dataset_id, agent, seed)), log)
+    trainer.run(callbacks=[timed, *callbacks])
+    train_s = timed.train_s()
     return {"evals": timed.evals, "steps": trainer.step, "parameters": sum(p.numel() for p in trainer.agent.parameters()),
             "setup_s": setup_s, "train_s": train_s, "eval_s": timed.eval_s, "wall_s": time.perf_counter() - wall_start,
             "dataset_used": trainer.dataset.dataset_id, "machine": machine_info(device)}
@@ -331,6 +356,39 @@ def dataset_available(dataset_id: str) -> tuple[object | None, str | None]:
         return None, str(exc).splitlines()[0]
 
 
+def _peers_ready(pending: list, notes: list, log) -> list:
+    """Create the peers' environments once, here, before trials run them side by side (``--ray``)."""
+    if not any(a in PEERS for _, a, _ in pending):
+        return pending
+    from benchmarks.peers import d3rlpy_dt
+
+    try:
+        d3rlpy_dt.ensure_venv(log=log)
+        return pending
+    except PeerUnavailable as exc:
+        for a in {a for _, a, _ in pending if a in PEERS}:
+            notes.append(f"skipped {AGENT_NAMES[a]}: {exc}")
+            log(f"SKIP {AGENT_NAMES[a]}: {exc}")
+        return [t for t in pending if t[1] not in PEERS]
+
+
+def _run_on_ray(pending: list, plan: dict, available: dict, args, runs_dir: Path, command: str, log) -> list[str]:
+    """The pending runs as Ray Tune trials (``benchmarks/ray_suite.py``); returns notes on runs that failed."""
+    try:
+        import ray  # noqa: F401  (the optional extra)
+    except ImportError as exc:  # pragma: no cover - the message is the point
+        raise SystemExit(f"error: --ray needs Ray: pip install -e \".[ray]\" ({exc})") from None
+    from benchmarks import ray_suite
+
+    options = ray_suite.RayOptions(
+        address=args.ray_address, num_cpus=args.ray_cpus, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, resume_ok=args.resume_ok, quiet=args.quiet,
+        storage_path=args.storage_path or str(Path(args.run_root).resolve() / "ray"))
+    jobs = [ray_suite.Job(run_name(d, a, s), d, a, s, plan) for d, a, s in pending]
+    return ray_suite.run_trials(ray_suite.jobs_with_threads(jobs, options), {d: available[d] for d in available},
+                                options, ray_suite.write_record(runs_dir, command), log)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
@@ -349,7 +407,18 @@ def main(argv=None) -> int:
     parser.add_argument("--resume-ok", action="store_true", help="skip runs whose JSON already exists")
     parser.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables from the run JSONs")
     parser.add_argument("--quiet", action="store_true")
+    ray_args = parser.add_argument_group("Ray (benchmarks/ray_suite.py; pip install -e \".[ray]\")")
+    ray_args.add_argument("--ray", action="store_true", help="run the runs as Ray Tune trials on a local Ray")
+    ray_args.add_argument("--ray-address", default=None, help="run them on an existing Ray cluster (e.g. auto, ray://head:10001)")
+    ray_args.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    ray_args.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each trial declares (default 1: one trial per core)")
+    ray_args.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU each trial declares, e.g. 0.25: four runs share a GPU")
+    ray_args.add_argument("--max-failures", type=int, default=3, help="retries of a trial whose worker died, each from its last checkpoint")
+    ray_args.add_argument("--storage-path", default=None, help="where Ray Tune keeps trial checkpoints (default <run-root>/ray; "
+                          "on a multi-node cluster: shared storage, e.g. /nfs/... or s3://...)")
     args = parser.parse_args(argv)
+    if args.ray_address:
+        args.ray = True
 
     proto = PROTOCOLS[args.protocol]
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"suite-{args.protocol}")
@@ -387,7 +456,12 @@ def main(argv=None) -> int:
             f"{plan['threads'] or 'auto'} thread(s), device {plan['device']}.")
         if args.protocol == "cpu":
             total = sum(per_agent[a] for _, a, _ in pending)
-            log(f"Planned: about {total / 60:.0f} min in all (estimate for an idle core; every run prints its measured time)")
+            log(f"Planned: about {total / 60:.0f} min in all (estimate for an idle core; every run prints its measured "
+                f"time){' on one worker' if args.ray else ''}")
+        if args.ray:
+            pending = _peers_ready(pending, notes, log)
+            notes += _run_on_ray(pending, plan, available, args, runs_dir, command, log)
+            pending = []
         total_tick, unavailable = time.perf_counter(), set()
         for i, (d, a, s) in enumerate(pending):  # seeds outer, agents inner: the agents of one seed run close in time
             if a in unavailable:

@@ -1,0 +1,79 @@
+"""The suite on Ray (``benchmarks/ray_suite.py``): a local Ray with 2 CPUs runs 2 tiny trials; one trial's
+worker is killed with SIGKILL after its first checkpoints, Ray Tune retries it from its last checkpoint,
+and its final weights and every evaluation's score are those of the same run in the local, one-at-a-time
+suite. The sweep's YAML expands to the runs it says."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("ray")
+
+from rl_minrnn.training import read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--protocol", "cpu", "--agents", "mingru", "dt", "--seeds", "0", "--steps", "400", "--eval-every", "10",
+        "--episodes", "1", "--set", "model.width=16", "--set", "model.depth=1", "--set", "eval.max_episode_steps=5",
+        "--set", "eval.target_returns=[100]", "--quiet"]
+
+
+def checkpoint_step(path: Path) -> int | None:
+    try:
+        return int(read_checkpoint(path)["step"])
+    except Exception:
+        return None
+
+
+def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run(tiny_dataset, tmp_path):
+    from benchmarks import suite
+
+    args = ["--datasets", tiny_dataset.dataset_id, *TINY]
+    assert suite.main(args + ["--out", str(tmp_path / "local"), "--run-root", str(tmp_path / "local-runs")]) == 0
+
+    run_root = tmp_path / "ray-runs"
+    victim = run_root / "cpu" / suite.run_name(tiny_dataset.dataset_id, "mingru", 0)
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.suite", *args, "--ray", "--ray-cpus", "2",
+                             "--out", str(tmp_path / "ray"), "--run-root", str(run_root)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 180
+        while (checkpoint_step(victim / "checkpoints" / "last.pt") or 0) < 20:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.time() < deadline, "no checkpoint at step 20 in time"
+            time.sleep(0.05)
+        worker = json.loads((victim / ".lock.owner").read_text())["pid"]  # the trial's process holds the run
+        assert worker != proc.pid
+        os.kill(worker, signal.SIGKILL)
+        killed_at = checkpoint_step(victim / "checkpoints" / "last.pt")
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert killed_at < 400, "the trial ended before it was killed; nothing was tested"
+
+    for agent in ("mingru", "dt"):
+        name = suite.run_name(tiny_dataset.dataset_id, agent, 0)
+        local = json.loads((tmp_path / "local" / "runs" / f"{name}.json").read_text())
+        on_ray = json.loads((tmp_path / "ray" / "runs" / f"{name}.json").read_text())
+        assert [(e["step"], e["score"]) for e in on_ray["evals"]] == [(e["step"], e["score"]) for e in local["evals"]]
+        assert on_ray["config"] == local["config"] and on_ray["last"] == local["last"]
+        resumed = on_ray["ray"]["attempt_resumed_from_step"]
+        if agent == "mingru":  # from the last checkpoint Tune had persisted before the kill, not from step 0
+            assert resumed is not None and 10 <= resumed <= killed_at, (resumed, killed_at)
+        else:
+            assert resumed is None
+        a = read_checkpoint(tmp_path / "local-runs" / "cpu" / name / "checkpoints" / "last.pt")["model"]
+        b = read_checkpoint(run_root / "cpu" / name / "checkpoints" / "last.pt")["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), agent
+    summary = json.loads((tmp_path / "ray" / "suite.json").read_text())
+    assert len(summary["runs"]) == 2 and not summary["notes"]
