@@ -258,6 +258,37 @@ def jobs_with_threads(jobs: list[Job], options: RayOptions) -> list[Job]:
     return out
 
 
+def add_ray_arguments(parser) -> None:
+    """The Ray flags of the suite and the sweep (``args.ray`` is set by ``--ray-address`` too)."""
+    group = parser.add_argument_group('Ray (benchmarks/ray_suite.py; pip install -e ".[ray]")')
+    group.add_argument("--ray", action="store_true", help="run the runs as Ray Tune trials on a local Ray")
+    group.add_argument("--ray-address", default=None,
+                       help="run them on an existing Ray cluster instead (e.g. auto, or ray://HEAD:10001)")
+    group.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    group.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each trial declares (default 1: a trial per core)")
+    group.add_argument("--gpus-per-trial", type=float, default=0.0,
+                       help="GPU each trial declares; a fraction shares a GPU (0.25: four runs on one)")
+    group.add_argument("--max-failures", type=int, default=3,
+                       help="retries of a trial whose worker died, each from its last checkpoint (default 3)")
+    group.add_argument("--storage-path", default=None,
+                       help="where Ray Tune keeps the trials' checkpoints (default <run-root>/ray); on a multi-node "
+                            "cluster storage every node reaches: an NFS path or s3://...")
+
+
+def run_jobs(jobs: list[Job], datasets: dict, args, runs_dir: Path, command: str, log=print) -> list[str]:
+    """``run_trials`` with the options of parsed ``add_ray_arguments`` flags (plus ``run_root``, ``resume_ok``,
+    ``quiet``), writing each run's JSON into ``runs_dir``; one line and exit 2 when Ray is not installed."""
+    try:
+        import ray  # noqa: F401  (the optional extra)
+    except ImportError as exc:
+        raise SystemExit(f'error: --ray needs Ray: pip install -e ".[ray]" ({exc})') from None
+    options = RayOptions(
+        address=args.ray_address, num_cpus=args.ray_cpus, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, resume_ok=args.resume_ok,
+        quiet=args.quiet, storage_path=args.storage_path or str(Path(args.run_root).resolve() / "ray"))
+    return run_trials(jobs_with_threads(jobs, options), datasets, options, write_record(runs_dir, command), log)
+
+
 def write_record(runs_dir: Path, command: str):
     """The driver's ``on_record``: the run JSON where the local suite writes it."""
 

@@ -56,6 +56,7 @@ from rl_minrnn.training import Trainer, TrainerCallback
 from benchmarks.common import fmt, machine_info, markdown_table, write_json
 from benchmarks.peers.d3rlpy_dt import PeerUnavailable
 from benchmarks.plots import plot_learning_curves
+from benchmarks.ray_suite import add_ray_arguments
 from rl_minrnn.configs.schema import load_config
 from rl_minrnn.envs.offline import DatasetNotFoundError, load_dataset
 
@@ -174,6 +175,7 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
         "train_steps_per_s": steps / max(train_s, 1e-9),
         "train_timesteps_per_s": steps * config.train.batch_size * config.model.context / max(train_s, 1e-9),
         "evals": evals, "machine": outcome["machine"], **({"peer": outcome["peer"]} if "peer" in outcome else {}),
+        **({"variant": plan["variant"]} if "variant" in plan else {}),  # a sweep's overrides (benchmarks/sweep.py)
     }
 
 
@@ -374,19 +376,10 @@ def _peers_ready(pending: list, notes: list, log) -> list:
 
 def _run_on_ray(pending: list, plan: dict, available: dict, args, runs_dir: Path, command: str, log) -> list[str]:
     """The pending runs as Ray Tune trials (``benchmarks/ray_suite.py``); returns notes on runs that failed."""
-    try:
-        import ray  # noqa: F401  (the optional extra)
-    except ImportError as exc:  # pragma: no cover - the message is the point
-        raise SystemExit(f"error: --ray needs Ray: pip install -e \".[ray]\" ({exc})") from None
     from benchmarks import ray_suite
 
-    options = ray_suite.RayOptions(
-        address=args.ray_address, num_cpus=args.ray_cpus, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, resume_ok=args.resume_ok, quiet=args.quiet,
-        storage_path=args.storage_path or str(Path(args.run_root).resolve() / "ray"))
     jobs = [ray_suite.Job(run_name(d, a, s), d, a, s, plan) for d, a, s in pending]
-    return ray_suite.run_trials(ray_suite.jobs_with_threads(jobs, options), {d: available[d] for d in available},
-                                options, ray_suite.write_record(runs_dir, command), log)
+    return ray_suite.run_jobs(jobs, available, args, runs_dir, command, log)
 
 
 def main(argv=None) -> int:
@@ -407,18 +400,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resume-ok", action="store_true", help="skip runs whose JSON already exists")
     parser.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables from the run JSONs")
     parser.add_argument("--quiet", action="store_true")
-    ray_args = parser.add_argument_group("Ray (benchmarks/ray_suite.py; pip install -e \".[ray]\")")
-    ray_args.add_argument("--ray", action="store_true", help="run the runs as Ray Tune trials on a local Ray")
-    ray_args.add_argument("--ray-address", default=None, help="run them on an existing Ray cluster (e.g. auto, ray://head:10001)")
-    ray_args.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
-    ray_args.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each trial declares (default 1: one trial per core)")
-    ray_args.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU each trial declares, e.g. 0.25: four runs share a GPU")
-    ray_args.add_argument("--max-failures", type=int, default=3, help="retries of a trial whose worker died, each from its last checkpoint")
-    ray_args.add_argument("--storage-path", default=None, help="where Ray Tune keeps trial checkpoints (default <run-root>/ray; "
-                          "on a multi-node cluster: shared storage, e.g. /nfs/... or s3://...)")
+    add_ray_arguments(parser)
     args = parser.parse_args(argv)
-    if args.ray_address:
-        args.ray = True
 
     proto = PROTOCOLS[args.protocol]
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"suite-{args.protocol}")
@@ -457,8 +440,8 @@ def main(argv=None) -> int:
         if args.protocol == "cpu":
             total = sum(per_agent[a] for _, a, _ in pending)
             log(f"Planned: about {total / 60:.0f} min in all (estimate for an idle core; every run prints its measured "
-                f"time){' on one worker' if args.ray else ''}")
-        if args.ray:
+                f"time){' on one worker' if args.ray or args.ray_address else ''}")
+        if args.ray or args.ray_address:
             pending = _peers_ready(pending, notes, log)
             notes += _run_on_ray(pending, plan, available, args, runs_dir, command, log)
             pending = []

@@ -77,3 +77,40 @@ def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), agent
     summary = json.loads((tmp_path / "ray" / "suite.json").read_text())
     assert len(summary["runs"]) == 2 and not summary["notes"]
+
+
+def test_a_sweep_file_expands_to_its_runs_and_runs_them(tiny_dataset, tmp_path):
+    from benchmarks import sweep
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"""
+protocol: cpu
+datasets: [{tiny_dataset.dataset_id}]
+agents: [mingru]
+seeds: [0]
+steps: 4
+eval_every: 2
+episodes: 1
+set: [model.depth=1, eval.max_episode_steps=5, "eval.target_returns=[100]"]
+grid:
+  model.width: [8, 16]
+  model.cell: [mingru, minlstm]
+sample: {{n: 1, seed: 0, space: {{train.lr: {{loguniform: [1.0e-4, 1.0e-2]}}}}}}
+""")
+    out = tmp_path / "out"
+    assert sweep.main([str(spec), "--out", str(out), "--run-root", str(tmp_path / "runs"), "--quiet"]) == 0
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    assert sorted((r["config"]["model"]["width"], r["config"]["model"]["cell"]) for r in records) == [
+        (8, "mingru"), (8, "minlstm"), (16, "mingru"), (16, "minlstm")]
+    lrs = {r["config"]["train"]["lr"] for r in records}
+    assert len(lrs) == 1 and 1e-4 <= lrs.pop() <= 1e-2  # one seeded draw, crossed with the grid
+    assert all(r["variant"][:2] == [f"model.width={r['config']['model']['width']}", f"model.cell={r['config']['model']['cell']}"]
+               for r in records)
+    md = (out / "sweep.md").read_text()
+    assert "width8_cellminlstm_lr" in md and md.count("(n=1)") == 4
+
+    spec.write_text(spec.read_text().replace("model.width:", "model.widht:"))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.sweep", str(spec), "--dry-run"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "widht" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
