@@ -210,6 +210,8 @@ def run_trials(jobs: list[Job], datasets: dict, options: RayOptions, on_record, 
 
     if not jobs:
         return []
+    # Tune warns when keeping few checkpoints forces its experiment snapshots; ours are a handful per run
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started_here = not ray.is_initialized()
     if started_here:
         _init_ray(options)
@@ -225,12 +227,14 @@ def run_trials(jobs: list[Job], datasets: dict, options: RayOptions, on_record, 
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             param_space={"job": tune.grid_search([vars(j) for j in jobs])},
-            tune_config=tune.TuneConfig(trial_name_creator=lambda t: t.config["job"]["name"],
+            # reuse_actors: the next trial runs in a finished trial's worker process, without starting a process
+            # and importing torch again (8 trivial trials on 2 CPUs: 7 s instead of 25 s)
+            tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=lambda t: t.config["job"]["name"],
                                         trial_dirname_creator=lambda t: t.config["job"]["name"]),
             run_config=tune.RunConfig(
                 name=options.name, storage_path=options.storage_path, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=options.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest, and one in case it is cut
                 callbacks=[_record_writer(on_record, log, len(jobs))]))
         results = tuner.fit()
         notes = []
