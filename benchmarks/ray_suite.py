@@ -46,9 +46,12 @@ from benchmarks.common import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRESS_NAME = "suite_progress.json"
-# not shipped to a cluster with the code (runtime_env working_dir)
-EXCLUDES = [".venv", ".git", "runs", "build", "benchmarks/results", "benchmarks/peers/.venv-d3rlpy", "*.egg-info",
-            "__pycache__", ".pytest_cache"]
+# Not shipped to a cluster with the benchmarks (runtime_env working_dir): the package folders, which the nodes
+# have installed (a copy on the workers' path would shadow the installed rl_minrnn, whose subpackages map to
+# these folders), and what is not code. configs/ goes along: the suite reads its YAMLs by path.
+EXCLUDES = ["/rl_minrnn", "/agents", "/envs", "/training", "/deploy", "/tests", "/docs", "/.venv", "/.git", "/runs",
+            "/build", "/benchmarks/results", "/benchmarks/peers/.venv-d3rlpy", "*.egg-info", "__pycache__",
+            ".pytest_cache"]
 
 
 @dataclass
@@ -176,7 +179,7 @@ def _record_writer(on_record, log, total: int):
                 self.done += 1
                 record = json.loads(result["record"])
                 on_record(record)
-                log(f"[{self.done}/{total}] done {trial.trial_id} {record['dataset']} {record['agent']} seed "
+                log(f"[{self.done}/{total}] done {record['dataset']} {record['agent']} seed "
                     f"{record['seed']}: last {record['last']:.1f}, best {record['best']:.1f}, "
                     f"wall {record['wall_s']:.0f}s")
             else:

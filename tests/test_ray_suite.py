@@ -114,3 +114,42 @@ sample: {{n: 1, seed: 0, space: {{train.lr: {{loguniform: [1.0e-4, 1.0e-2]}}}}}}
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "widht" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_an_interrupted_ray_suite_continues_where_it_stopped(tiny_dataset, tmp_path):
+    """Ctrl-C on the driver stops the whole suite; ``--resume-ok`` then skips the finished runs and continues
+    the unfinished one from its run folder's checkpoint, ending with the weights of an uninterrupted run."""
+    from benchmarks import suite
+
+    args = ["--datasets", tiny_dataset.dataset_id, *TINY[:TINY.index("--agents") + 1], "mingru",
+            *TINY[TINY.index("--seeds"):], "--out", str(tmp_path / "ray"), "--run-root", str(tmp_path / "ray-runs")]
+    run = tmp_path / "ray-runs" / "cpu" / suite.run_name(tiny_dataset.dataset_id, "mingru", 0)
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.suite", *args, "--ray", "--ray-cpus", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 180
+        while (checkpoint_step(run / "checkpoints" / "last.pt") or 0) < 20:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.time() < deadline, "no checkpoint at step 20 in time"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stopped_at = checkpoint_step(run / "checkpoints" / "last.pt")
+    assert stopped_at < 400 and not (tmp_path / "ray" / "runs" / f"{run.name}.json").exists(), out[-2000:]
+
+    again = subprocess.run([sys.executable, "-m", "benchmarks.suite", *args, "--ray", "--ray-cpus", "2", "--resume-ok"],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240)
+    assert again.returncode == 0, again.stdout[-3000:]
+    record = json.loads((tmp_path / "ray" / "runs" / f"{run.name}.json").read_text())
+    assert 10 <= record["ray"]["attempt_resumed_from_step"] <= stopped_at
+    assert [e["step"] for e in record["evals"]] == list(range(10, 401, 10))
+
+    assert suite.main(args[:-4] + ["--out", str(tmp_path / "local"), "--run-root", str(tmp_path / "local-runs")]) == 0
+    a = read_checkpoint(tmp_path / "local-runs" / "cpu" / run.name / "checkpoints" / "last.pt")["model"]
+    b = read_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    local = json.loads((tmp_path / "local" / "runs" / f"{run.name}.json").read_text())
+    assert [e["score"] for e in record["evals"]] == [e["score"] for e in local["evals"]]
