@@ -33,6 +33,20 @@ def checkpoint_step(path: Path) -> int | None:
         return None
 
 
+def start_ray_suite(args: list[str], run: Path, step: int = 20) -> subprocess.Popen:
+    """``python -m benchmarks.suite ARGS --ray --ray-cpus 2`` in the background, returned once ``run`` has a
+    checkpoint at ``step`` or later."""
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.suite", *args, "--ray", "--ray-cpus", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    while (checkpoint_step(run / "checkpoints" / "last.pt") or 0) < step:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"no checkpoint at step {step} in {run} in time: {proc.communicate()[0][-3000:]}")
+        time.sleep(0.05)
+    return proc
+
+
 def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run(tiny_dataset, tmp_path):
     from benchmarks import suite
 
@@ -41,15 +55,8 @@ def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted
 
     run_root = tmp_path / "ray-runs"
     victim = run_root / "cpu" / suite.run_name(tiny_dataset.dataset_id, "mingru", 0)
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.suite", *args, "--ray", "--ray-cpus", "2",
-                             "--out", str(tmp_path / "ray"), "--run-root", str(run_root)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_ray_suite(args + ["--out", str(tmp_path / "ray"), "--run-root", str(run_root)], victim)
     try:
-        deadline = time.time() + 180
-        while (checkpoint_step(victim / "checkpoints" / "last.pt") or 0) < 20:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            assert time.time() < deadline, "no checkpoint at step 20 in time"
-            time.sleep(0.05)
         worker = json.loads((victim / ".lock.owner").read_text())["pid"]  # the trial's process holds the run
         assert worker != proc.pid
         os.kill(worker, signal.SIGKILL)
@@ -124,14 +131,8 @@ def test_an_interrupted_ray_suite_continues_where_it_stopped(tiny_dataset, tmp_p
     args = ["--datasets", tiny_dataset.dataset_id, *TINY[:TINY.index("--agents") + 1], "mingru",
             *TINY[TINY.index("--seeds"):], "--out", str(tmp_path / "ray"), "--run-root", str(tmp_path / "ray-runs")]
     run = tmp_path / "ray-runs" / "cpu" / suite.run_name(tiny_dataset.dataset_id, "mingru", 0)
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.suite", *args, "--ray", "--ray-cpus", "2"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_ray_suite(args, run)
     try:
-        deadline = time.time() + 180
-        while (checkpoint_step(run / "checkpoints" / "last.pt") or 0) < 20:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            assert time.time() < deadline, "no checkpoint at step 20 in time"
-            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
