@@ -56,6 +56,7 @@ from rl_minrnn.training import Trainer, TrainerCallback
 from benchmarks.common import fmt, machine_info, markdown_table, write_json
 from benchmarks.peers.d3rlpy_dt import PeerUnavailable
 from benchmarks.plots import plot_learning_curves
+from benchmarks.ray_suite import add_ray_arguments
 from rl_minrnn.configs.schema import CONFIG_DIR, config_for_dataset, load_config, profile_path
 from rl_minrnn.envs.offline import DatasetNotFoundError, load_dataset
 
@@ -124,9 +125,19 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, dataset=None, log=print) -> dict:
+def run_dir_of(dataset_id: str, agent: str, seed: int, plan: dict) -> Path:
+    """The run folder (checkpoints, logs) of one run: ``<run_root>/<protocol>/<run name>``."""
+    return Path(plan["run_root"]) / plan["protocol"] / plan.get("name", run_name(dataset_id, agent, seed))
+
+
+def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, dataset=None, log=print,
+                       timed: "TimedEvaluations | None" = None, callbacks=(), resume: bool = False) -> dict:
     """Train one agent with evaluations every ``eval_every`` steps (and at the end) and return its run record;
-    training and evaluation are timed separately. Peers (``PEERS``) run in their own environment."""
+    training and evaluation are timed separately. Peers (``PEERS``) run in their own environment.
+
+    For a scheduler (``benchmarks/ray_suite.py``): ``timed`` carries the evaluations of an earlier attempt,
+    ``callbacks`` are added to the trainer's, and ``resume`` continues from the run folder's ``last.pt``
+    (``Trainer.resume``, exact) instead of starting afresh; peers ignore the three."""
     files, note = config_files(dataset_id, plan["protocol"])
     config = load_config(files, run_overrides(dataset_id, agent, seed, plan))
     if agent in PEERS:
@@ -138,7 +149,7 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
         outcome["dataset_used"] = dataset.dataset_id
         outcome["machine"] = machine_info(outcome["peer"]["spec"]["device"].split(":")[0])
     else:
-        outcome = _train_and_evaluate_here(dataset_id, agent, seed, plan, config, dataset, log)
+        outcome = _train_and_evaluate_here(dataset_id, agent, seed, plan, config, dataset, log, timed, callbacks, resume)
     evals = outcome["evals"]
     scores = [e["score"] for e in evals]
     best_i = int(np.argmax(scores))
@@ -154,37 +165,53 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
         "train_steps_per_s": steps / max(train_s, 1e-9),
         "train_timesteps_per_s": steps * config.train.batch_size * config.model.context / max(train_s, 1e-9),
         "evals": evals, "machine": outcome["machine"], **({"peer": outcome["peer"]} if "peer" in outcome else {}),
+        **({"variant": plan["variant"]} if "variant" in plan else {}),  # a sweep's overrides (benchmarks/sweep.py)
     }
 
 
-class _TimedEvaluations(TrainerCallback):
+class TimedEvaluations(TrainerCallback):
     """Collects each evaluation of ``Trainer.run`` with the training seconds before it (evaluation time,
-    and the device's queued work, kept out of them)."""
+    and the device's queued work, kept out of them). ``previous`` (``state()`` of an earlier attempt of the
+    same run, cut at the step it resumes from) continues its list and its clocks."""
 
-    def __init__(self, name: str, log):
+    def __init__(self, name: str, log, previous: dict | None = None):
         self.name, self.log = name, log
-        self.evals, self.eval_s, self.start = [], 0.0, time.perf_counter()
+        previous = previous or {"evals": [], "train_s": 0.0, "eval_s": 0.0}
+        self.evals, self.eval_s = list(previous["evals"]), float(previous["eval_s"])
+        self.start = time.perf_counter() - float(previous["train_s"]) - self.eval_s
+
+    def train_s(self) -> float:
+        return time.perf_counter() - self.start - self.eval_s
+
+    def state(self) -> dict:
+        """The evaluations so far and the clocks (JSON), for a later attempt to continue from."""
+        return {"evals": self.evals, "train_s": self.train_s(), "eval_s": self.eval_s}
 
     def on_evaluation(self, trainer, result, seconds: float) -> None:
         _sync(trainer.device)
         self.eval_s += seconds
-        train_s = time.perf_counter() - self.start - self.eval_s
+        train_s = self.train_s()
+        self.evals = [e for e in self.evals if e["step"] != trainer.step]  # a resumed run's final one, again
         self.evals.append({"step": trainer.step, "train_s": train_s, "eval_s": seconds, "score": result.score(),
                            "targets": [t.summary() for t in result.targets]})
         self.log(f"  {self.name} step {trainer.step}: score {self.evals[-1]['score']:.1f} "
                  f"(train {train_s:.0f}s, eval {seconds:.1f}s)")
 
 
-def _train_and_evaluate_here(dataset_id: str, agent: str, seed: int, plan: dict, config, dataset, log) -> dict:
+def _train_and_evaluate_here(dataset_id: str, agent: str, seed: int, plan: dict, config, dataset, log,
+                             timed=None, callbacks=(), resume: bool = False) -> dict:
     """This project's agents: ``Trainer.run`` (its loop, evaluations and checkpoints), timed by a callback."""
-    run_dir = Path(plan["run_root"]) / plan["protocol"] / run_name(dataset_id, agent, seed)
+    run_dir = run_dir_of(dataset_id, agent, seed, plan)
     wall_start = time.perf_counter()
-    trainer = Trainer(config, run_dir, progress=False, dataset=dataset, log=log)
+    if resume:
+        trainer = Trainer.resume(run_dir, progress=False, dataset=dataset, log=log)
+    else:
+        trainer = Trainer(config, run_dir, progress=False, dataset=dataset, log=log)
     device = trainer.device
     setup_s = time.perf_counter() - wall_start
-    timed = _TimedEvaluations(run_name(dataset_id, agent, seed), log)
-    trainer.run(callbacks=[timed])
-    train_s = time.perf_counter() - timed.start - timed.eval_s
+    timed = timed or TimedEvaluations(plan.get("name", run_name(dataset_id, agent, seed)), log)
+    trainer.run(callbacks=[timed, *callbacks])
+    train_s = timed.train_s()
     return {"evals": timed.evals, "steps": trainer.step, "parameters": sum(p.numel() for p in trainer.agent.parameters()),
             "setup_s": setup_s, "train_s": train_s, "eval_s": timed.eval_s, "wall_s": time.perf_counter() - wall_start,
             "dataset_used": trainer.dataset.dataset_id, "machine": machine_info(device)}
@@ -321,6 +348,30 @@ def dataset_available(dataset_id: str) -> tuple[object | None, str | None]:
         return None, str(exc).splitlines()[0]
 
 
+def _peers_ready(pending: list, notes: list, log) -> list:
+    """Create the peers' environments once, here, before trials run them side by side (``--ray``)."""
+    if not any(a in PEERS for _, a, _ in pending):
+        return pending
+    from benchmarks.peers import d3rlpy_dt
+
+    try:
+        d3rlpy_dt.ensure_venv(log=log)
+        return pending
+    except PeerUnavailable as exc:
+        for a in {a for _, a, _ in pending if a in PEERS}:
+            notes.append(f"skipped {AGENT_NAMES[a]}: {exc}")
+            log(f"SKIP {AGENT_NAMES[a]}: {exc}")
+        return [t for t in pending if t[1] not in PEERS]
+
+
+def _run_on_ray(pending: list, plan: dict, available: dict, args, runs_dir: Path, command: str, log) -> list[str]:
+    """The pending runs as Ray Tune trials (``benchmarks/ray_suite.py``); returns notes on runs that failed."""
+    from benchmarks import ray_suite
+
+    jobs = [ray_suite.Job(run_name(d, a, s), d, a, s, plan) for d, a, s in pending]
+    return ray_suite.run_jobs(jobs, available, args, runs_dir, command, log)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
@@ -339,6 +390,7 @@ def main(argv=None) -> int:
     parser.add_argument("--resume-ok", action="store_true", help="skip runs whose JSON already exists")
     parser.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables from the run JSONs")
     parser.add_argument("--quiet", action="store_true")
+    add_ray_arguments(parser)
     args = parser.parse_args(argv)
 
     proto = PROTOCOLS[args.protocol]
@@ -377,7 +429,12 @@ def main(argv=None) -> int:
             f"{plan['threads'] or 'auto'} thread(s), device {plan['device']}.")
         if args.protocol == "cpu":
             total = sum(per_agent[a] for _, a, _ in pending)
-            log(f"Planned: about {total / 60:.0f} min in all (estimate for an idle core; every run prints its measured time)")
+            log(f"Planned: about {total / 60:.0f} min in all (estimate for an idle core; every run prints its measured "
+                f"time){' on one worker' if args.ray or args.ray_address else ''}")
+        if args.ray or args.ray_address:
+            pending = _peers_ready(pending, notes, log)
+            notes += _run_on_ray(pending, plan, available, args, runs_dir, command, log)
+            pending = []
         total_tick, unavailable = time.perf_counter(), set()
         for i, (d, a, s) in enumerate(pending):  # seeds outer, agents inner: the agents of one seed run close in time
             if a in unavailable:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -257,7 +258,10 @@ class Trainer:
             except OSError as exc:
                 raise RunWriteError(f"Cannot write in the run folder {self.run_dir} ({exc.strerror or exc}); "
                                     "pick a writable --run-dir or free space") from None
-            previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+            # Ctrl-C finishes the step; only the main thread may install a handler (a scheduler such as
+            # Ray Tune runs the loop in a thread of its worker, and stops it its own way)
+            in_main = threading.current_thread() is threading.main_thread()
+            previous_handler = signal.signal(signal.SIGINT, on_interrupt) if in_main else None
             bar = tqdm(total=c.train.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
             try:
                 self._loop(logger, bar, interrupted)
@@ -275,7 +279,8 @@ class Trainer:
             finally:
                 bar.close()
                 logger.close()
-                signal.signal(signal.SIGINT, previous_handler)
+                if in_main:
+                    signal.signal(signal.SIGINT, previous_handler)
         finally:
             self.lock.release()
         if interrupted["flag"]:

@@ -91,7 +91,7 @@ def export_dataset(dataset, path: Path) -> Path:
         else:  # truncated, or cut by the end of the data: either way the episode ends here
             timeout[-1] = True
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # concurrent runs (Ray trials) each write their own
     np.savez(tmp,
              observations=np.concatenate([ep.observations[:-1] for ep in episodes]).astype(np.float32),
              actions=np.concatenate([ep.actions for ep in episodes]).astype(np.float32),
