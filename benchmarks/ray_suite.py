@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROGRESS_NAME = "suite_progress.json"
 # Not shipped to a cluster with the benchmarks (runtime_env working_dir): the package folders, which the nodes
 # have installed (a copy on the workers' path would shadow the installed rl_minrnn, whose subpackages map to
-# these folders), and what is not code. configs/ goes along: the suite reads its YAMLs by path.
-EXCLUDES = ["/rl_minrnn", "/agents", "/envs", "/training", "/deploy", "/tests", "/docs", "/.venv", "/.git", "/runs",
+# these folders; the YAML configs come with the installed rl_minrnn.configs), and what is not code.
+EXCLUDES = ["/rl_minrnn", "/agents", "/envs", "/configs", "/training", "/deploy", "/tests", "/docs", "/.venv", "/.git", "/runs",
             "/build", "/benchmarks/results", "/benchmarks/peers/.venv-d3rlpy", "*.egg-info", "__pycache__",
             ".pytest_cache"]
 
