@@ -7,5 +7,5 @@
   protocol so ``evaluate.py`` and ``envs.evaluation.rollout.evaluate_agent`` evaluate it like a checkpoint.
 - :mod:`deploy.metadata` (standard library only): the metadata record both sides agree on.
 
-This package's ``__init__`` imports nothing, so ``import deploy.runtime`` works where torch is not installed.
+This package's ``__init__`` imports nothing, so ``import rl_minrnn.deploy.runtime`` works where torch is not installed.
 """

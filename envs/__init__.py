@@ -5,9 +5,10 @@
   combining, training batches and state normalisation.
 - ``envs.evaluation``: closed-loop evaluation. Environments, the batched rollout loop, its results, and
   rendering.
-- ``envs.scores``: D4RL reference returns and the normalised score, used by both (a dataset carries its
-  reference scores; an evaluation reports against them).
+- ``envs.tasks``: the task table, one row per environment (gymnasium id, D4RL reference returns, the local
+  suite's behaviour policies), and ``envs.scores``: the normalised score; both used by both halves (a
+  dataset carries its reference scores; an evaluation reports against them).
 
-Layers: ``scores`` <- ``offline`` <- ``evaluation`` (evaluation reads a dataset's metadata to make its
-environment; nothing in ``offline`` imports ``evaluation``).
+Layers: ``tasks`` <- ``scores`` <- ``offline`` <- ``evaluation`` (evaluation reads a dataset's metadata to
+make its environment; nothing in ``offline`` imports ``evaluation``). Installed as ``rl_minrnn.envs``.
 """
