@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np
 
-from benchmarks import suite
+from benchmarks import suite, suite_tables
 from benchmarks.common import machine_info, markdown_table, write_json
 
 # name -> (what it is, overrides, the agents it is run for). "fixed" is the configuration as shipped; the
@@ -76,7 +76,7 @@ def aggregate(runs: list[dict], variants: list[str], datasets: list[str], agents
                 trow.append("-")
                 continue
             last, best = [r["last"] for r in rs], [r["best"] for r in rs]
-            late = [suite.late_score(r) for r in rs]
+            late = [suite_tables.late_score(r) for r in rs]
             row.append(f"{np.mean(last):.1f} ± {np.std(last):.1f} / {np.mean(best):.1f} ± {np.std(best):.1f} (n={len(rs)})")
             lrow.append(f"{np.mean(late):.1f} ± {np.std(late):.1f} (n={len(rs)})")
             # per target return: the final evaluation's mean normalised score, mean over seeds
@@ -92,13 +92,13 @@ def aggregate(runs: list[dict], variants: list[str], datasets: list[str], agents
         rows.append(row)
         late_rows.append(lrow)
         target_rows.append(trow)
-    heads = ["variant"] + [f"{d.split('/')[1]} {d.split('/')[2].rsplit('-v', 1)[0]}, {suite.AGENT_NAMES[a]}" for d, a in columns]
+    heads = ["variant"] + [f"{d.split('/')[1]} {d.split('/')[2].rsplit('-v', 1)[0]}, {suite_tables.AGENT_NAMES[a]}" for d, a in columns]
     legend = "\n".join(f"- `{v}`: {VARIANTS[v][0]}" + (f" (`{' '.join(VARIANTS[v][1])}`)" if VARIANTS[v][1] else "")
                        + ("" if VARIANTS[v][2] == ALL else f"; run for {', '.join(VARIANTS[v][2])} only")
                        for v in variants)
     md = "\n".join([
         "### Normalised score: last ± std / best ± std over seeds", "", markdown_table(heads, rows), "",
-        f"### Late-training score: mean of each run's last {suite.LATE_EVALUATIONS} evaluations, mean ± std over seeds",
+        f"### Late-training score: mean of each run's last {suite_tables.LATE_EVALUATIONS} evaluations, mean ± std over seeds",
         "", markdown_table(heads, late_rows), "",
         "### Last evaluation, per target return (mean normalised score over seeds)", "",
         markdown_table(heads, target_rows), "", "Variants:", "", legend, ""])

@@ -37,11 +37,8 @@ learning-curve plot per dataset, ``<out>/curves-<dataset>.png`` (default out:
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -53,9 +50,10 @@ import numpy as np
 import torch
 
 from rl_minrnn.training import Trainer, TrainerCallback
-from benchmarks.common import fmt, machine_info, markdown_table, write_json
+from benchmarks.common import machine_info, write_json
 from benchmarks.peers.d3rlpy_dt import PeerUnavailable
 from benchmarks.plots import plot_learning_curves
+from benchmarks.suite_tables import AGENT_NAMES, aggregate, load_runs
 from benchmarks.ray_suite import add_ray_arguments
 from rl_minrnn.configs.schema import CONFIG_DIR, config_for_dataset, load_config, profile_path
 from rl_minrnn.envs.offline import DatasetNotFoundError, load_dataset
@@ -73,8 +71,6 @@ AGENTS = {
     "dt": ["model.kind=decision_transformer"],
     "d3rlpy_dt": ["model.kind=decision_transformer"],  # the peer: d3rlpy's DT with our DT's settings
 }
-AGENT_NAMES = {"mingru": "Decision-minGRU", "minlstm": "Decision-minLSTM", "dt": "Decision Transformer",
-               "d3rlpy_dt": "d3rlpy DT"}
 PEERS = ("d3rlpy_dt",)  # agents trained by another library, in its own environment (benchmarks/peers/)
 PROTOCOLS = {
     "cpu": {"profile": profile_path("cpu"), "seeds": [0, 1, 2], "steps": 1200,
@@ -215,128 +211,6 @@ def _train_and_evaluate_here(dataset_id: str, agent: str, seed: int, plan: dict,
     return {"evals": timed.evals, "steps": trainer.step, "parameters": sum(p.numel() for p in trainer.agent.parameters()),
             "setup_s": setup_s, "train_s": train_s, "eval_s": timed.eval_s, "wall_s": time.perf_counter() - wall_start,
             "dataset_used": trainer.dataset.dataset_id, "machine": machine_info(device)}
-
-
-# --------------------------------------------------------------------------------------------- aggregate
-
-def _mean_std(values) -> tuple[float, float]:
-    values = [v for v in values if v is not None]
-    if not values:
-        return math.nan, math.nan
-    return float(np.mean(values)), float(np.std(values))
-
-
-LATE_EVALUATIONS = 3
-
-
-def late_score(run: dict) -> float:
-    """Mean score of the run's last ``LATE_EVALUATIONS`` evaluations."""
-    return float(np.mean([e["score"] for e in run["evals"][-LATE_EVALUATIONS:]]))
-
-
-def best_within(run: dict, budget_s: float) -> tuple[float | None, int | None]:
-    """The best score among evaluations made within ``budget_s`` training seconds, and the last such step."""
-    inside = [e for e in run["evals"] if e["train_s"] <= budget_s * (1 + 1e-9)]
-    if not inside:
-        return None, None
-    return max(e["score"] for e in inside), inside[-1]["step"]
-
-
-def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple[str, dict]:
-    """Markdown tables and a JSON summary from run records (any subset may be missing)."""
-    by = {}
-    for r in runs:
-        by.setdefault((r["dataset"], r["agent"]), []).append(r)
-    datasets = [d for d in datasets if any((d, a) in by for a in agents)]
-    summary = {"cells": {}, "equal_time": {}}
-    score_rows, late_rows, time_rows, equal_rows = [], [], [], []
-    avg_last = {a: [] for a in agents}
-    avg_best = {a: [] for a in agents}
-    avg_late = {a: [] for a in agents}
-    for d in datasets:
-        srow, lrow, erow = [d], [d], [d]
-        train_means = {a: statistics.mean(r["train_s"] for r in by[(d, a)]) for a in agents if (d, a) in by}
-        budget = min(train_means.values()) if train_means else math.nan
-        summary["equal_time"][d] = {"budget_train_s": budget, "agents": {}}
-        for a in agents:
-            rs = sorted(by.get((d, a), []), key=lambda r: r["seed"])
-            if not rs:
-                srow.append("-")
-                lrow.append("-")
-                erow.append("-")
-                time_rows.append([d, AGENT_NAMES[a], "-", "-", "-", "-", "-", "-"])
-                continue
-            last, last_sd = _mean_std([r["last"] for r in rs])
-            best, best_sd = _mean_std([r["best"] for r in rs])
-            avg_last[a].append(last)
-            avg_best[a].append(best)
-            srow.append(f"{last:.1f} ± {last_sd:.1f} / {best:.1f} ± {best_sd:.1f} (n={len(rs)})")
-            late, late_sd = _mean_std([late_score(r) for r in rs])
-            avg_late[a].append(late)
-            lrow.append(f"{late:.1f} ± {late_sd:.1f}")
-            within = [best_within(r, budget) for r in rs]
-            ws, wsd = _mean_std([w[0] for w in within])
-            steps = [w[1] for w in within if w[1] is not None]
-            missing = sum(w[0] is None for w in within)
-            erow.append("-" if math.isnan(ws) else
-                        f"{ws:.1f} ± {wsd:.1f} (step {statistics.median_low(steps)}"
-                        + (f", {missing} seed(s) had no eval yet" if missing else "") + ")")
-            train_s = statistics.median(r["train_s"] for r in rs)
-            dt_runs = by.get((d, "dt"))
-            ratio = statistics.median(r["train_s"] for r in dt_runs) / train_s if dt_runs else None
-            time_rows.append([d, AGENT_NAMES[a], fmt(statistics.median(r["wall_s"] for r in rs), 1),
-                              fmt(train_s, 1), fmt(statistics.median(r["eval_s"] for r in rs), 1),
-                              fmt(statistics.median(r["train_steps_per_s"] for r in rs), 1),
-                              fmt(ratio, 2, "x"), str(rs[0]["steps"])])
-            summary["cells"][f"{d}|{a}"] = {"n": len(rs), "last_mean": last, "last_std": last_sd,
-                                            "best_mean": best, "best_std": best_sd,
-                                            "last3_mean": late, "last3_std": late_sd,
-                                            "train_s_median": train_s, "dt_train_s_over_this": ratio,
-                                            "equal_time_best_mean": ws, "equal_time_best_std": wsd}
-            summary["equal_time"][d]["agents"][a] = {"scores": [w[0] for w in within], "steps": [w[1] for w in within]}
-        score_rows.append(srow)
-        late_rows.append(lrow)
-        erow[0] = f"{d} ({budget:.0f} s)"
-        equal_rows.append(erow)
-    if len(datasets) > 1:
-        score_rows.append(["**average**"] + [
-            f"{np.mean(avg_last[a]):.1f} / {np.mean(avg_best[a]):.1f}" if len(avg_last[a]) == len(datasets) else "-"
-            for a in agents])
-        late_rows.append(["**average**"] + [
-            f"{np.mean(avg_late[a]):.1f}" if len(avg_late[a]) == len(datasets) else "-" for a in agents])
-    heads = [AGENT_NAMES[a] for a in agents]
-    md = [
-        "### Normalised score: last ± std / best ± std over seeds",
-        "",
-        markdown_table(["dataset"] + heads, score_rows),
-        "",
-        f"### Late-training score: mean of the last {LATE_EVALUATIONS} evaluations of each run, mean ± std over seeds",
-        "",
-        "A single evaluation swings by 10-30 points from one checkpoint to the next at this budget (Hopper most), so "
-        "`last` is partly the luck of the final checkpoint and `best` the luckiest one; this is the policy "
-        "quality late in training.",
-        "",
-        markdown_table(["dataset"] + heads, late_rows),
-        "",
-        "### Time per run (medians over seeds)",
-        "",
-        markdown_table(["dataset", "agent", "wall s", "train s", "eval s", "train steps/s",
-                        "DT train s / this", "steps"], time_rows),
-        "",
-        "### Equal training time: best score reached within the fastest agent's mean training seconds",
-        "",
-        markdown_table(["dataset (budget)"] + heads, equal_rows),
-    ]
-    return "\n".join(md), summary
-
-
-def load_runs(runs_dir: Path, datasets, agents, seeds) -> list[dict]:
-    out = []
-    for path in sorted(runs_dir.glob("*.json")):
-        r = json.loads(path.read_text())
-        if r["dataset"] in datasets and r["agent"] in agents and r["seed"] in seeds:
-            out.append(r)
-    return out
 
 
 # -------------------------------------------------------------------------------------------------- main

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from benchmarks import suite
+from benchmarks import suite, suite_tables
 from benchmarks.common import machine_info, markdown_table, write_json
 from benchmarks.ray_suite import Job, add_ray_arguments, run_jobs
 from rl_minrnn.configs.schema import ConfigError, load_config
@@ -160,17 +160,17 @@ def aggregate(records: list[dict], jobs: list[Job]) -> tuple[str, dict]:
             if not rs:
                 row.append("-")
                 continue
-            last, last_sd = suite._mean_std([r["last"] for r in rs])
-            best, best_sd = suite._mean_std([r["best"] for r in rs])
-            late, late_sd = suite._mean_std([suite.late_score(r) for r in rs])
+            last, last_sd = suite_tables.mean_std([r["last"] for r in rs])
+            best, best_sd = suite_tables.mean_std([r["best"] for r in rs])
+            late, late_sd = suite_tables.mean_std([suite_tables.late_score(r) for r in rs])
             row.append(f"{last:.1f} ± {last_sd:.1f} / {best:.1f} ± {best_sd:.1f}; late {late:.1f} (n={len(rs)})")
             summary[f"{variant_tag(list(variant))}|{d}|{a}"] = {
                 "variant": list(variant), "n": len(rs), "last_mean": last, "last_std": last_sd, "best_mean": best,
                 "best_std": best_sd, "last3_mean": late, "last3_std": late_sd}
         rows.append(row)
-    heads = ["variant", "overrides"] + [f"{d} {suite.AGENT_NAMES[a]}" for d, a in columns]
+    heads = ["variant", "overrides"] + [f"{d} {suite_tables.AGENT_NAMES[a]}" for d, a in columns]
     md = ("### Normalised score: last ± std / best ± std over seeds; late = mean of the last "
-          f"{suite.LATE_EVALUATIONS} evaluations\n\n" + markdown_table(heads, rows))
+          f"{suite_tables.LATE_EVALUATIONS} evaluations\n\n" + markdown_table(heads, rows))
     return md, summary
 
 
