@@ -225,7 +225,7 @@ class Trainer:
             recorder = VideoRecorder(video_path, width=240, height=240)
         result = evaluate_agent(
             self.agent, self.dataset.env_id, c.episodes, c.target_returns, seed=c.seed,
-            mode=None if c.mode == "auto" else c.mode, ref_scores=self.ref_scores, progress=progress,
+            mode=c.mode, ref_scores=self.ref_scores, progress=progress,
             max_episode_steps=c.max_episode_steps, num_threads=1, trained_on=self.dataset.dataset_id,
             render=recorder,
         )
