@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 
 from rl_minrnn import BlockState, MinRNNStack
+from rl_minrnn.dropout import Dropout
 
 from .base import DecisionAgent
 
@@ -32,7 +33,7 @@ class DecisionRNN(DecisionAgent):
                  **shared):
         """``cell``, ``expansion`` and ``conv`` shape the minRNN stack; ``shared``: ``DecisionAgent``'s."""
         super().__init__(obs_dim, act_dim, **shared)
-        self.embed_dropout = torch.nn.Dropout(self.dropout_p)
+        self.embed_dropout = Dropout(self.dropout_p)
         self.stack = MinRNNStack(self.width, self.depth, cell=cell, expansion=expansion, mlp_ratio=self.mlp_ratio,
                                  dropout=self.dropout_p, conv=conv)
         self.finish_layers()

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rl_minrnn.dropout import Dropout
+
 from .base import DecisionAgent
 from .embeddings import TOKENS_PER_STEP
 
@@ -20,10 +22,10 @@ class CausalSelfAttentionBlock(nn.Module):
         self.norm_attn = nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
-        self.resid_dropout = nn.Dropout(dropout)
+        self.resid_dropout = Dropout(dropout)
         self.norm_mlp = nn.LayerNorm(width)
         hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width), Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, width = x.shape
@@ -42,7 +44,7 @@ class DecisionTransformer(DecisionAgent):
         super().__init__(obs_dim, act_dim, **shared)
         max_tokens = self.context * TOKENS_PER_STEP[self.embed.layout]
         self.position = nn.Embedding(max_tokens, self.width) if position_embedding else None
-        self.embed_dropout = nn.Dropout(self.dropout_p)
+        self.embed_dropout = Dropout(self.dropout_p)
         self.blocks = nn.ModuleList(CausalSelfAttentionBlock(self.width, heads, self.mlp_ratio, self.dropout_p)
                                     for _ in range(self.depth))
         self.norm = nn.LayerNorm(self.width)

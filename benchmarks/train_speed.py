@@ -2,7 +2,8 @@
 """Training speed: timesteps per second and achieved GFLOP/s of one training step, per agent, token layout
 and context length K, against the machine's measured float32 matrix-multiply rate.
 
-One training step = forward + masked MSE loss + backward + gradient clipping + AdamW, on random data of
+One training step = the step training runs (``rl_minrnn.training.step.TrainingStep``: forward, masked action
+loss, backward, gradient clipping, AdamW with its weight-decay groups and warm-up), on random data of
 Hopper shapes (11-d states, 3-d actions), windows of K steps, batch ``min(--batch, --max-timesteps // K)``
 (64 at K = 20, fewer at long K), model width/depth as given (default 128 x 3, the paper's). The Decision-RNN
 is timed on the same (B, K) windows as DT (its ``sequence`` training regime runs chunks of the same shape).
@@ -42,7 +43,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rl_minrnn.agents.embeddings import TOKENS_PER_STEP
 from rl_minrnn.agents.factory import build_agent
-from rl_minrnn.configs.schema import ModelConfig
+from rl_minrnn.configs.schema import ModelConfig, TrainConfig
+from rl_minrnn.training.step import TrainingStep
 from benchmarks.common import write_results, fmt, machine_info, markdown_table, resolve_device, time_interleaved
 
 OBS_DIM, ACT_DIM = 11, 3
@@ -70,20 +72,10 @@ def random_batch(batch: int, context: int, device, seed: int = 0) -> dict:
     }
 
 
-def make_step(agent, batch: dict, clip: float = 0.25):
-    opt = torch.optim.AdamW(agent.parameters(), lr=1e-4, weight_decay=1e-4)
-    agent.train()
-
-    def step():
-        preds, _ = agent(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"])
-        mask = batch["mask"].unsqueeze(-1)
-        loss = ((preds - batch["actions"]).square() * mask).sum() / (mask.sum() * preds.shape[-1])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(agent.parameters(), clip)
-        opt.step()
-
-    return step
+def make_step(agent, batch: dict):
+    """The training step a run takes, with the config's optimiser settings (``TrainConfig`` defaults)."""
+    step = TrainingStep(agent, TrainConfig())
+    return lambda: step(batch)
 
 
 def count_flops(agent, batch: dict, cfg: dict) -> dict:

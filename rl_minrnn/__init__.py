@@ -9,6 +9,7 @@ from importlib import import_module
 _EXPORTS = {
     "blocks": ("BlockState", "CausalDepthwiseConv", "MinRNNBlock", "MinRNNStack", "detach_state", "mask_state"),
     "cells": ("CELLS", "MinGRU", "MinLSTM", "g", "log_g"),
+    "dropout": ("Dropout", "dropout"),
     "scan": ("SCAN_MODES", "chunked_scan", "default_chunk_size", "log_space_scan", "sequential_scan"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

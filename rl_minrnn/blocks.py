@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .cells import CELLS
+from .dropout import Dropout
 
 
 class BlockState(NamedTuple):
@@ -74,8 +75,8 @@ class MinRNNBlock(nn.Module):
         self.cell = CELLS[cell](dim, expansion, scan=scan, chunk_size=chunk_size)
         self.norm_mlp = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), nn.Dropout(dropout))
-        self.dropout = nn.Dropout(dropout)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), Dropout(dropout))
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, state: BlockState | None = None) -> tuple[torch.Tensor, BlockState]:
         h, conv_buffer = (None, None) if state is None else state

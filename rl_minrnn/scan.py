@@ -64,12 +64,10 @@ def _scan_kernel(
     reverse) are done in chunks, the remaining ``T mod C`` one by one.
     """
     batch, length, dim = a.shape
-    out = torch.empty_like(b)
     s = torch.zeros_like(b[:, 0]) if h0 is None else h0.to(b.dtype)
     if chunk == 1:  # plain loop: one read of a and b, one write of out (fastest on CPU, memory-bound)
-        for t in range(length - 1, -1, -1) if reverse else range(length):
-            s = torch.addcmul(b[:, t], a[:, t], s, out=out[:, t])
-        return out
+        return _plain_loop(a, b, s, reverse)
+    out = torch.empty_like(b)
     chunk = min(chunk, length)
     num_chunks = length // chunk
     body = num_chunks * chunk
@@ -95,6 +93,20 @@ def _scan_kernel(
     # The steps that did not fill a whole chunk.
     for t in range(lo - 1, -1, -1) if reverse else range(body, length):
         s = torch.addcmul(b[:, t], a[:, t], s, out=out[:, t])
+    return out
+
+
+def _plain_loop(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """The step loop with as few operator calls as it can have, the same ``addcmul`` per step. At short T
+    (K = 20) a step is a few microseconds of arithmetic, so indexing ``a[:, t]``, ``b[:, t]`` and
+    ``out[:, t]`` (three calls a step) cost more than the step: ``unbind`` makes all the slices in one
+    call each (1.2-2x faster over batch x time x width from 64 x 20 x 64 to 2 x 1000 x 128; gathering the
+    states with one ``stack`` instead of writing them in place was no faster)."""
+    order = range(a.shape[1] - 1, -1, -1) if reverse else range(a.shape[1])
+    out = torch.empty_like(b)
+    a_t, b_t, out_t = a.unbind(1), b.unbind(1), out.unbind(1)
+    for t in order:
+        s = torch.addcmul(b_t[t], a_t[t], s, out=out_t[t])
     return out
 
 

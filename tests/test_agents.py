@@ -161,6 +161,30 @@ def test_weight_decay_groups(kind):
     assert len(everything["params"]) == len(list(agent.parameters()))
 
 
+def test_the_foreach_optimiser_updates_the_weights_as_the_default_loop_does():
+    """``build_optimizer`` runs AdamW over all parameters at once (``foreach``); over warm-up and both
+    decay groups it must give the per-parameter loop's weights to the bit."""
+    from types import SimpleNamespace
+
+    from rl_minrnn.training.optimizer import build_optimizer, parameter_groups
+
+    train = SimpleNamespace(lr=1e-3, weight_decay=1e-4, weight_decay_on="matrices", warmup_steps=3)
+    foreach_agent, loop_agent = make_agent("rnn").float(), make_agent("rnn").float()
+    foreach, foreach_schedule = build_optimizer(foreach_agent, train)
+    assert foreach.defaults["foreach"]
+    loop = torch.optim.AdamW(parameter_groups(loop_agent, 1e-4, "matrices"), lr=1e-3, foreach=False)
+    loop_schedule = torch.optim.lr_scheduler.LambdaLR(loop, lambda step: min(1.0, (step + 1) / 3))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        for p, q in zip(foreach_agent.parameters(), loop_agent.parameters()):
+            p.grad = torch.randn(p.shape, generator=gen) * 0.1
+            q.grad = p.grad.clone()
+        foreach.step(), loop.step(), foreach_schedule.step(), loop_schedule.step()
+    for (name, p), q in zip(foreach_agent.named_parameters(), loop_agent.parameters()):
+        assert torch.equal(p, q), name
+    assert not torch.equal(foreach_agent.head.linear.weight, make_agent("rnn").float().head.linear.weight)
+
+
 def test_every_model_option_reaches_an_agent_and_every_agent_option_is_configurable():
     """The factory passes an agent the config fields its constructor names (its own and DecisionAgent's):
     a field no agent takes would be silently ignored, an option no field sets could never be chosen."""

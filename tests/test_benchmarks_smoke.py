@@ -103,6 +103,21 @@ def test_train_speed_tiny(tmp_path):
     assert all(r["attention_flops_analytic"] > 0 for r in dt)
 
 
+def test_train_speed_versions_runs_a_revision_beside_the_working_tree(tmp_path):
+    """Both versions' trainers run in their own processes (HEAD from ``git archive``, the working tree as
+    it is) and every variant gets a rate and a ratio to the baseline."""
+    from benchmarks import train_speed_versions
+
+    out = tmp_path / "versions"
+    assert train_speed_versions.main(["--baseline", "HEAD", "--agents", "mingru", "--variants", "base@1", "new@1",
+                                      "new@1x2", "--rounds", "1", "--steps", "2", "--warmup", "1",
+                                      "--set", "model.width=8", "--set", "model.depth=1", "--out", str(out)]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    rows = {r["variant"]: r for r in data["results"]}
+    assert set(rows) == {"base@1", "new@1", "new@1x2"} and rows["base@1"]["ratio_to_baseline"] == 1.0
+    assert rows["new@1x2"]["processes"] == 2 and all(r["timesteps_per_s"] > 0 for r in rows.values())
+
+
 def test_rollout_speed_tiny(tmp_path):
     from benchmarks import rollout_speed
 

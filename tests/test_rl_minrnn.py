@@ -320,3 +320,35 @@ def test_torch_compile_matches_eager():
     step = torch.compile(stack.step)
     y_t, _ = step(x[:, 0], None)
     assert rel_err(y_t, ref[:, 0]) <= 1e-5
+
+
+def test_dropout_drops_at_rate_p_and_keeps_the_mean():
+    """The numpy-drawn masks: about p of the elements zeroed, the rest scaled by 1 / (1 - p), so the
+    expectation is kept (2e5 draws: the drop rate is within 4 standard errors of p)."""
+    from rl_minrnn import Dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    for p in (0.1, 0.5):
+        y = Dropout(p)(x)
+        dropped = float((y == 0).double().mean())
+        assert abs(dropped - p) <= 4 * (p * (1 - p) / x.numel()) ** 0.5, (p, dropped)
+        assert torch.allclose(y[y != 0], torch.tensor(1 / (1 - p)))
+    assert torch.equal(Dropout(0.1).eval()(x), x) and torch.equal(Dropout(0.0)(x), x)
+
+
+def test_dropout_follows_torchs_seed_and_its_gradient_is_its_mask():
+    """Masks are a function of torch's RNG state alone (what checkpoints save), differ from call to call,
+    and the backward multiplies by the same mask."""
+    from rl_minrnn import Dropout
+
+    drop = Dropout(0.3)
+    x = torch.randn(64, 20, 16, requires_grad=True)
+    torch.manual_seed(5)
+    first, second = drop(x), drop(x)
+    torch.manual_seed(5)
+    assert torch.equal(drop(x), first) and not torch.equal(first, second)
+    first.backward(torch.ones_like(first))
+    assert torch.equal(x.grad, torch.where(first != 0, torch.tensor(1 / 0.7), torch.tensor(0.0)))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Dropout(1.5)

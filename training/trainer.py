@@ -38,10 +38,10 @@ from .faults import (
     EvaluationFailedError, RunWriteError, TrainingDivergedError, TrainingStopped, divergence_advice, kept_checkpoint,
     resume_command,
 )
-from .optimizer import build_optimizer
 from .run_lock import RunLock
 from .resources import configure_threads, load_training_dataset, select_device
 from .run_logging import MetricsLogger
+from .step import NonFiniteStep, TrainingStep
 
 # Keys that may change when a run is resumed; everything else must match the checkpoint.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.device", "train.threads",
@@ -74,7 +74,8 @@ class Trainer:
                                  self.normalizer.mean, self.normalizer.std, config.dataset.return_scale).to(self.device)
         self.model = torch.compile(self.agent) if config.train.compile else self.agent
         self.sampler = self._make_sampler()
-        self.optimizer, self.scheduler = build_optimizer(self.agent, config.train)
+        self.training_step = TrainingStep(self.agent, config.train, self.model)
+        self.optimizer, self.scheduler = self.training_step.optimizer, self.training_step.scheduler
         self.step = 0
         self.carried = None  # the recurrent state carried between chunks (sequence regime)
         self.best = {"score": None, "step": None}
@@ -195,24 +196,16 @@ class Trainer:
         state = None
         if self.config.train.regime == "sequence" and self.carried is not None:
             state = mask_state(self.carried, ~b["reset"])
-        self.agent.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            preds, new_state = self.model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"], state)
-        mask = b["mask"].unsqueeze(-1)
-        loss = ((preds.float() - b["actions"]).square() * mask).sum() / (mask.sum() * preds.shape[-1]).clamp_min(1.0)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.train.grad_clip or float("inf"))
-        if not bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)):  # before the update touches the weights
+        try:
+            stats, new_state = self.training_step(b, state)
+        except NonFiniteStep as exc:
             raise TrainingDivergedError(
-                f"Training diverged at step {self.step + 1}: loss {float(loss.detach()):g}, gradient norm {float(grad_norm):g}. "
+                f"Training diverged at step {self.step + 1}: {exc}. "
                 f"The weights were not updated with it and no checkpoint was overwritten. {kept_checkpoint(self.run_dir)} "
-                f"{divergence_advice(self.config.train)}")
-        self.optimizer.step()
-        self.scheduler.step()
+                f"{divergence_advice(self.config.train)}") from None
         if self.config.train.regime == "sequence":
             self.carried = detach_state(new_state)
-        return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "timesteps": b["mask"].sum().detach()}
+        return stats
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, progress: bool = False, video_path: Path | None = None):

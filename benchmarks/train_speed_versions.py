@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Training speed of two versions of the code, side by side in one run: a git revision (the baseline)
+against the working tree, each running its own ``Trainer`` (sampling + the training step, exactly what a
+run does) on the shipped Hopper sample at a config and profile, in a process of its own.
+
+Variants are timed round-robin: each round asks every variant's worker for ``--steps`` steps in turn, so
+that whatever else the machine does hits them alike; the figure is the median over rounds. Two more
+kinds of variant answer "one run on both cores, or two runs side by side?":
+
+- ``NAME@T``: the version with T torch threads (``--threads`` sets the default);
+- ``NAME@1x2``: two workers of that version, one thread each, running at the same time (their
+  timesteps/s added: the throughput of two runs side by side).
+
+    python -m benchmarks.train_speed_versions --baseline 440c381 --agents mingru dt
+    python -m benchmarks.train_speed_versions --baseline 440c381 --agents mingru --variants base@1 new@1 new@2 new@1x2
+
+Writes ``benchmarks/results/train_speed_versions.{json,md}`` (``--out``): per agent and variant the median
+ms per step and timesteps/s, and every variant's ratio to the baseline at one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.common import fmt, machine_info, markdown_table, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_FOLDERS = ("agents", "configs", "deploy", "envs", "training")  # installed as rl_minrnn.<folder>
+AGENTS = {"mingru": [], "minlstm": ["model.cell=minlstm"], "dt": ["model.kind=decision_transformer"]}
+
+WORKER = r"""
+import json, os, sys, tempfile, time
+import torch
+torch.set_num_threads(int(os.environ["RLM_THREADS"]))
+from rl_minrnn.configs.schema import load_config
+from rl_minrnn.training.trainer import Trainer
+import rl_minrnn.configs as configs_pkg
+folder = os.path.dirname(configs_pkg.__file__)
+spec = json.loads(sys.argv[1])
+files = [os.path.join(folder, name) for name in spec["configs"]]
+config = load_config(files, overrides=spec["overrides"])
+trainer = Trainer(config, tempfile.mkdtemp(), log=lambda *a, **k: None, progress=False)
+for _ in range(spec["warmup"]):
+    trainer.train_step(trainer.sampler.sample())
+print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+for line in sys.stdin:
+    steps = json.loads(line)["steps"]
+    start = time.perf_counter()
+    timesteps = 0.0
+    for _ in range(steps):
+        timesteps += float(trainer.train_step(trainer.sampler.sample())["timesteps"])
+    print(json.dumps({"seconds": time.perf_counter() - start, "timesteps": timesteps}), flush=True)
+"""
+
+
+def assemble(source_root: Path, dest: Path) -> Path:
+    """An importable copy of one version: ``dest/rl_minrnn`` with the package folders inside it, the layout
+    ``pip install`` gives (``rl_minrnn.agents`` from ``agents/``, ...)."""
+    package = dest / "rl_minrnn"
+    shutil.copytree(source_root / "rl_minrnn", package, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in PACKAGE_FOLDERS:
+        shutil.copytree(source_root / folder, package / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def checkout(revision: str, dest: Path) -> Path:
+    """The files of ``revision`` (``git archive``), assembled as :func:`assemble` does."""
+    src = dest.with_name(dest.name + "-src")
+    src.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "rl_minrnn", *PACKAGE_FOLDERS],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    return assemble(src, dest)
+
+
+class Worker:
+    """One version's trainer in its own process, stepped on request."""
+
+    def __init__(self, site: Path, spec: dict, threads: int):
+        env = {**os.environ, "PYTHONPATH": str(site), "RLM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+               "MKL_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(spec)], cwd=str(site), env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"a benchmark worker exited with code {self.proc.wait()} (its error is above)")
+        return json.loads(line)
+
+    def start(self, steps: int) -> None:
+        self.proc.stdin.write(json.dumps({"steps": steps}) + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> dict:
+        return self._read()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def parse_variant(text: str) -> tuple[str, int, int]:
+    """``base@1`` -> ('base', 1 thread, 1 worker); ``new@1x2`` -> ('new', 1, 2)."""
+    name, _, rest = text.partition("@")
+    threads, _, copies = (rest or "1").partition("x")
+    if name not in ("base", "new") or not threads.isdigit() or not (copies or "1").isdigit():
+        raise SystemExit(f"--variants: {text!r} is not base@T, new@T or new@TxN (e.g. new@2, new@1x2)")
+    return name, int(threads), int(copies or 1)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", default="440c381", help="git revision to compare against (default: %(default)s)")
+    parser.add_argument("--agents", nargs="+", choices=sorted(AGENTS), default=["mingru", "dt"])
+    parser.add_argument("--configs", nargs="+", default=["hopper-medium.yaml", "profiles/cpu.yaml"],
+                        help="config files inside rl_minrnn/configs (default: the main job's)")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", help="extra config overrides")
+    parser.add_argument("--variants", nargs="+", default=["base@1", "new@1"])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20, help="steps per variant per round")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_speed_versions"))
+    args = parser.parse_args(argv)
+    variants = {v: parse_variant(v) for v in args.variants}
+    log = lambda s: print(s, flush=True)  # noqa: E731
+
+    tmp = Path(tempfile.mkdtemp(prefix="train-speed-versions-"))
+    try:
+        sites = {"base": checkout(args.baseline, tmp / "base"), "new": assemble(ROOT, tmp / "new")}
+        records = []
+        for agent in args.agents:
+            spec = {"configs": args.configs, "warmup": args.warmup,
+                    "overrides": ["dataset.id=local/hopper/sample-v0", "eval.every=0", *AGENTS[agent], *args.overrides]}
+            workers = {v: [Worker(sites[name], spec, threads) for _ in range(copies)]
+                       for v, (name, threads, copies) in variants.items()}
+            times = {v: [] for v in variants}
+            for r in range(args.rounds):
+                for v, group in workers.items():
+                    for w in group:  # side-by-side copies start together
+                        w.start(args.steps)
+                    results = [w.finish() for w in group]
+                    seconds = max(res["seconds"] for res in results)
+                    times[v].append({"seconds": seconds, "timesteps": sum(res["timesteps"] for res in results)})
+                log(f"{agent} round {r + 1}/{args.rounds}: " + ", ".join(
+                    f"{v} {1e3 * times[v][-1]['seconds'] / args.steps:.1f} ms" for v in variants))
+            for group in workers.values():
+                for w in group:
+                    w.close()
+            for v, (name, threads, copies) in variants.items():
+                seconds = [t["seconds"] for t in times[v]]
+                per_s = [t["timesteps"] / t["seconds"] for t in times[v]]
+                records.append({"agent": agent, "variant": v, "version": args.baseline if name == "base" else "working tree",
+                                "threads": threads, "processes": copies, "ms_per_step": 1e3 * statistics.median(seconds) / args.steps,
+                                "timesteps_per_s": statistics.median(per_s), "rounds_timesteps_per_s": per_s})
+            base = next((r for r in records if r["agent"] == agent and r["variant"].startswith("base@1")
+                         and r["processes"] == 1 and r["threads"] == 1), None)
+            for rec in records:
+                if rec["agent"] == agent and base is not None:
+                    rec["ratio_to_baseline"] = rec["timesteps_per_s"] / base["timesteps_per_s"]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    rows = [[r["agent"], r["variant"], r["version"], r["threads"], r["processes"], fmt(r["ms_per_step"], 1),
+             fmt(r["timesteps_per_s"], 0), fmt(r.get("ratio_to_baseline"), 2, "x")] for r in records]
+    machine = machine_info("cpu")
+    table = markdown_table(["agent", "variant", "code", "threads", "processes", "ms/step (median)", "timesteps/s",
+                            f"vs {args.baseline} @1"], rows)
+    markdown = (f"Training speed, {args.baseline} against the working tree, round-robin ({args.rounds} rounds x "
+                f"{args.steps} steps per variant), configs {', '.join(args.configs)} on the Hopper sample; "
+                "sampling + `Trainer.train_step`; `@1x2`: two processes at once, timesteps/s added.\n\n"
+                f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
+                f"date {machine['date']}.\n\nCommand: `{machine['command']}`\n\n{table}\n")
+    write_results(args.out, markdown, {"machine": machine, "args": vars(args), "results": records})
+    log(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""One optimisation step, the one training runs and the speed benchmarks time: forward, masked action
+loss, backward, gradient clipping, the non-finite check, the update.
+
+It knows nothing of run folders, samplers or checkpoints (``Trainer`` does), so ``benchmarks/train_speed.py``
+builds it from an agent and the ``train`` config and times exactly what a run does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .optimizer import build_optimizer
+
+
+class NonFiniteStep(ArithmeticError):
+    """The loss or the gradient norm is not finite; the weights were left as they were."""
+
+    def __init__(self, loss: float, grad_norm: float):
+        super().__init__(f"loss {loss:g}, gradient norm {grad_norm:g}")
+        self.loss, self.grad_norm = loss, grad_norm
+
+
+def masked_action_loss(preds: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the real (unpadded) steps and every action dimension."""
+    mask = mask.unsqueeze(-1)
+    return ((preds.float() - actions).square() * mask).sum() / (mask.sum() * preds.shape[-1]).clamp_min(1.0)
+
+
+class TrainingStep:
+    """``step(batch, state) -> (stats, new_state)`` on a batch of tensors (the samplers' keys)."""
+
+    def __init__(self, agent, train, model=None):
+        """``model``: what the forward calls (``torch.compile(agent)`` or the agent itself); ``train``: the
+        ``train`` config (lr, weight decay and its groups, warm-up, ``grad_clip``)."""
+        self.agent, self.model = agent, model if model is not None else agent
+        self.optimizer, self.scheduler = build_optimizer(agent, train)
+        self.grad_clip = train.grad_clip or float("inf")
+        self.parameters = [p for p in agent.parameters() if p.requires_grad]
+
+    def __call__(self, batch: dict, state=None):
+        device = batch["states"].device
+        self.agent.train()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            preds, new_state = self.model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
+                                          state)
+        loss = masked_action_loss(preds, batch["actions"], batch["mask"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
+        if not bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)):  # before the update touches the weights
+            raise NonFiniteStep(float(loss.detach()), float(grad_norm))
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "timesteps": batch["mask"].sum().detach()}, new_state
