@@ -19,6 +19,7 @@ import sys
 import time
 
 DEFAULT_PERCENT = 5.0  # a line every 5 % of the total in a file: 20 lines a job, whatever its length
+UNKNOWN_TOTAL_SECONDS = 30.0  # with no total (and no ``every``), a line every 30 s
 
 
 def interactive(stream=None) -> bool:
@@ -40,16 +41,17 @@ def _clock(seconds: float) -> str:
 def line_interval(total: int | None, every: int | None = None, percent: float = DEFAULT_PERCENT) -> int:
     """Units between two lines: ``percent`` of ``total``, rounded up to a multiple of ``every`` when given
     (training passes ``train.log_every``, so every line carries a loss just logged); ``every`` alone
-    without a total."""
+    without a total; 0 (lines by time, every ``UNKNOWN_TOTAL_SECONDS``) with neither."""
     step = max(1, math.ceil(total * percent / 100)) if total else 0
     if every:
         every = max(1, int(every))
         return max(every, math.ceil(step / every) * every)
-    return step or 1
+    return step
 
 
 class LineProgress:
-    """tqdm's interface, printed as one plain line every ``interval`` units (and a last line at ``close``).
+    """tqdm's interface, printed as one plain line every ``interval`` units (every ``UNKNOWN_TOTAL_SECONDS``
+    when ``interval`` is 0) and a last line at ``close``.
 
     Lines go to ``stream`` (stderr, where tqdm draws); ``write`` prints to stdout as ``tqdm.write`` does.
     The rate is measured since the bar was made (from ``initial``, so a resumed run's rate is its own)."""
@@ -57,17 +59,23 @@ class LineProgress:
     def __init__(self, total: int | None = None, initial: int = 0, desc: str | None = None, unit: str = "step",
                  interval: int = 1, stream=None, leave: bool = True):
         self.total, self.n, self.desc, self.unit = total, int(initial), desc, unit
-        self.interval, self.stream, self.leave = max(1, int(interval)), stream, leave
+        self.interval, self.stream, self.leave = max(0, int(interval)), stream, leave
         self.postfix: dict = {}
         self._start_n, self._start = self.n, time.perf_counter()
-        self._next = (self.n // self.interval + 1) * self.interval
+        self._last_print = self._start
+        self._next = (self.n // self.interval + 1) * self.interval if self.interval else None
         self._printed_at = None
         self.closed = False
 
     def update(self, n: int = 1) -> None:
         self.n += int(n)
-        if self.n >= self._next or (self.total is not None and self.n >= self.total):
-            self._next = (self.n // self.interval + 1) * self.interval
+        if self._next is None:  # no total to take percentages of: by time
+            due = time.perf_counter() - self._last_print >= UNKNOWN_TOTAL_SECONDS
+        else:
+            due = self.n >= self._next or (self.total is not None and self.n >= self.total)
+            if due:
+                self._next = (self.n // self.interval + 1) * self.interval
+        if due:
             self._print()
 
     def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> None:
@@ -94,7 +102,7 @@ class LineProgress:
     def _print(self) -> None:
         stream = sys.stderr if self.stream is None else self.stream
         print(self.line(), file=stream, flush=True)
-        self._printed_at = self.n
+        self._printed_at, self._last_print = self.n, time.perf_counter()
 
     def write(self, text: str, file=None) -> None:
         out = sys.stdout if file is None else file

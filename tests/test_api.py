@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 import types
 from importlib import import_module
 from pathlib import Path
@@ -210,7 +209,14 @@ def test_progress_bar_is_tqdm_on_a_terminal_and_lines_elsewhere():
     assert len(lines) == 10 and lines[0].startswith("job: step 10/100 (10%)") and "loss=0.5" in lines[0]
     assert isinstance(progress_bar(100, stream=_Stream(False), enabled=False), tqdm)  # disabled: tqdm's no-op
     assert line_interval(600, 100) == 100 and line_interval(600, 10) == 30 and line_interval(100_000) == 5000
-    assert line_interval(None, 7) == 7
+    assert line_interval(None, 7) == 7 and line_interval(None) == 0
+    stream = _Stream(False)
+    bar = progress_bar(None, stream=stream)  # no total: by time, not a line per update
+    for _ in range(1000):
+        bar.update(1)
+    assert stream.getvalue() == ""
+    bar.close()
+    assert stream.getvalue().startswith("step 1000  ") and len(stream.getvalue().splitlines()) == 1
 
 
 # ------------------------------------------------------------------------------------------ trackers
@@ -288,6 +294,7 @@ def test_a_missing_tracker_is_one_line_naming_the_pip_command(monkeypatch, capsy
 # ------------------------------------------------------------------------------------------ console commands
 
 def test_console_commands_point_at_installed_mains():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert set(scripts) == {"rl-minrnn-train", "rl-minrnn-evaluate", "rl-minrnn-export", "rl-minrnn-dataset"}
     for target in scripts.values():
