@@ -266,7 +266,10 @@ def test_wandb_gets_the_same_metric_names(tiny_dataset, tmp_path, monkeypatch):
     fake.init = lambda **kwargs: calls["init"].append(kwargs) or Run()
     fake.util = types.SimpleNamespace(generate_id=lambda: "abc123")
     monkeypatch.setitem(sys.modules, "wandb", fake)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object() if name == "wandb" else None)
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object() if name == "wandb" else real_find_spec(name, *a))
     monkeypatch.delenv("WANDB_MODE", raising=False)
     run_dir = tmp_path / "run"
     tiny_train(tiny_dataset.dataset_id, run_dir, **{"train.steps": 20, "eval.every": 0, "train.loggers": ["wandb"]})
@@ -281,7 +284,10 @@ def test_wandb_gets_the_same_metric_names(tiny_dataset, tmp_path, monkeypatch):
 def test_a_missing_tracker_is_one_line_naming_the_pip_command(monkeypatch, capsys):
     from rl_minrnn.cli import train as cli
 
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
     assert cli.main(["--set", "train.loggers=[tensorboard,wandb]", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: train.loggers: wandb is not installed; pip install 'rl_minrnn[wandb]' (or pip install wandb)"]
