@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -70,6 +70,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda when present) | cpu | cuda
     threads: int = 0  # torch CPU threads (0: half the cores, 1 to 4)
     compile: bool = False  # torch.compile the model
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # experiment trackers beside metrics.jsonl, any of tensorboard | mlflow (extra [mlflow]; local store runs/mlflow.db) | wandb (extra [wandb]; offline unless WANDB_MODE); [] for metrics.jsonl only
 
 
 @dataclass
@@ -110,6 +111,8 @@ CHOICES = {
     "train.device": ("auto", "cpu", "cuda"),
     "eval.mode": ("auto", *ROLLOUT_MODES),
 }
+# list keys whose every entry is one of these (the trackers are implemented in training/run_logging.py)
+LIST_CHOICES = {"train.loggers": ("tensorboard", "mlflow", "wandb")}
 POSITIVE = {
     "model.width", "model.depth", "model.context", "model.max_timestep", "model.heads", "train.steps",
     "train.batch_size", "train.chunk_len", "train.lr", "train.log_every", "train.checkpoint_every",
@@ -138,6 +141,11 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     elif kind is str:
         if isinstance(value, str):
             return value
+    elif get_origin(kind) is list and get_args(kind) == (str,):
+        if isinstance(value, str):  # --set train.loggers=tensorboard,mlflow
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(dict.fromkeys(value))
     elif kind is list or get_origin(kind) is list:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
@@ -169,6 +177,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             key, value = f"{section}.{f.name}", getattr(part, f.name)
             if key in CHOICES and value not in CHOICES[key]:
                 raise ConfigError(f"{key}: must be one of {', '.join(CHOICES[key])}, got {value!r}")
+            if key in LIST_CHOICES and any(v not in LIST_CHOICES[key] for v in value):
+                raise ConfigError(f"{key}: each entry must be one of {', '.join(LIST_CHOICES[key])}, got {value!r}")
             if key in POSITIVE and not value > 0:
                 raise ConfigError(f"{key}: must be > 0, got {value!r}")
             if key in NON_NEGATIVE and value < 0:
@@ -220,7 +230,8 @@ def read_yaml(path: str | Path) -> dict:
 
 # Keys added after runs were already saved, with the value that reproduces what such a run did: a
 # checkpoint's config that lacks one resumes as it was trained, not with today's default.
-ADDED_KEYS = {"model.init": "pytorch", "train.weight_decay_on": "all", "train.window_sampling": "start"}
+ADDED_KEYS = {"model.init": "pytorch", "train.weight_decay_on": "all", "train.window_sampling": "start",
+              "train.loggers": ["tensorboard"]}
 
 
 def with_added_keys(saved: dict) -> dict:

@@ -1,12 +1,15 @@
 """Minimal RNNs (minGRU, minLSTM) that train over whole sequences with a parallel scan and run one
 step at a time in O(1) time and memory, giving the same numbers both ways.
 
-The names below load on first use, not at ``import rl_minrnn``: the installed subpackages
-(``rl_minrnn.deploy.runtime`` above all) must be importable without torch."""
+The Python API (``rl_minrnn.api``: ``train``, ``load_policy``, ``evaluate``, ``render``; README, "Python API")
+is re-exported here too. The names below load on first use, not at ``import rl_minrnn``: the installed
+subpackages (``rl_minrnn.deploy.runtime`` above all) must be importable without torch, and the API, which
+sits above ``training``, is imported only when one of its names is asked for."""
 
 from importlib import import_module
 
 _EXPORTS = {
+    "api": ("Policy", "TrainResult", "evaluate", "load_policy", "render", "train"),
     "blocks": ("BlockState", "CausalDepthwiseConv", "MinRNNBlock", "MinRNNStack", "detach_state", "mask_state"),
     "cells": ("CELLS", "MinGRU", "MinLSTM", "g", "log_g"),
     "dropout": ("Dropout", "dropout"),

@@ -8,9 +8,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # lowest first; a module may import from its own layer (without a circle) and the layers before it
-LAYERS = ["rl_minrnn.core", "rl_minrnn.agents", "rl_minrnn.envs.tasks", "rl_minrnn.envs.scores",
+LAYERS = ["rl_minrnn.progress", "rl_minrnn.core", "rl_minrnn.agents", "rl_minrnn.envs.tasks", "rl_minrnn.envs.scores",
           "rl_minrnn.envs.offline", "rl_minrnn.envs.evaluation", "rl_minrnn.configs", "rl_minrnn.training",
-          "rl_minrnn.deploy"]
+          "rl_minrnn.deploy", "rl_minrnn.api", "rl_minrnn.cli"]
 FOLDERS = {"rl_minrnn": "rl_minrnn", "agents": "rl_minrnn.agents", "envs": "rl_minrnn.envs",
            "configs": "rl_minrnn.configs", "training": "rl_minrnn.training", "deploy": "rl_minrnn.deploy"}
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from tqdm.auto import tqdm
 
 from rl_minrnn.configs.schema import ConfigError, ExperimentConfig, load_config
 from rl_minrnn.envs.offline.batches import SequenceSampler, WindowSampler
@@ -31,6 +30,7 @@ from rl_minrnn.envs.offline.normalization import StateNormalizer
 from rl_minrnn.envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
 from rl_minrnn.agents import build_agent
 from rl_minrnn import detach_state, mask_state
+from rl_minrnn.progress import progress_bar
 
 from .callbacks import TrainerCallback
 from .checkpoint import CheckpointError, CheckpointWriteError, load_weights, read_checkpoint, save_checkpoint
@@ -40,12 +40,12 @@ from .faults import (
 )
 from .run_lock import RunLock
 from .resources import configure_threads, load_training_dataset, select_device
-from .run_logging import MetricsLogger
+from .run_logging import MetricsLogger, check_trackers
 from .step import NonFiniteStep, TrainingStep
 
 # Keys that may change when a run is resumed; everything else must match the checkpoint.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.device", "train.threads",
-                  "train.compile", "eval.")
+                  "train.compile", "train.loggers", "eval.")
 
 
 class Trainer:
@@ -64,6 +64,7 @@ class Trainer:
 
     def _build(self, dataset) -> None:
         config = self.config
+        check_trackers(config.train.loggers)  # a missing extra is refused before anything slow
         self.device = select_device(config.train.device)
         self.threads = configure_threads(config.train.threads)
         self.dataset = dataset if dataset is not None else load_training_dataset(config, self.log)
@@ -247,7 +248,7 @@ class Trainer:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 (self.run_dir / "config.yaml").write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
-                logger = MetricsLogger(self.run_dir)
+                logger = MetricsLogger(self.run_dir, c.train.loggers, params=c.to_dict())
             except OSError as exc:
                 raise RunWriteError(f"Cannot write in the run folder {self.run_dir} ({exc.strerror or exc}); "
                                     "pick a writable --run-dir or free space") from None
@@ -255,7 +256,8 @@ class Trainer:
             # Ray Tune runs the loop in a thread of its worker, and stops it its own way)
             in_main = threading.current_thread() is threading.main_thread()
             previous_handler = signal.signal(signal.SIGINT, on_interrupt) if in_main else None
-            bar = tqdm(total=c.train.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+            # a bar on a terminal, a line every few percent (a multiple of log_every) in a file
+            bar = progress_bar(c.train.steps, initial=self.step, enabled=self.progress, unit="step", every=c.train.log_every)
             try:
                 self._loop(logger, bar, interrupted)
             except (TrainingDivergedError, RunWriteError):
@@ -288,7 +290,6 @@ class Trainer:
         while self.step < c.train.steps and not interrupted["flag"]:
             stats = self.train_step(self.sampler.sample())
             self.step += 1
-            bar.update(1)
             for callback in self.callbacks:
                 callback.on_step(self, stats)
             window_loss.append(stats["loss"])
@@ -302,6 +303,7 @@ class Trainer:
                                        "train/timesteps_per_s": float(torch.stack(window_timesteps).sum()) / max(window_time, 1e-9)})
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 window_loss, window_timesteps = [], []
+            bar.update(1)  # after the postfix: a line printed at this step carries its loss
             if c.eval.every and self.step % c.eval.every == 0:
                 self._evaluate_and_log(logger, bar)
                 evaluated_at = self.step

@@ -194,7 +194,7 @@ def collect(
     differently for another batch size, so exact equality is guaranteed for the same
     ``(seed, num_envs, workers)``.
     """
-    from tqdm import tqdm
+    from rl_minrnn.progress import progress_bar
 
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
@@ -202,8 +202,8 @@ def collect(
     workers = max(1, min(int(workers), num_envs))
     budgets = slot_budgets(int(steps), num_envs)
     groups = [list(range(w, num_envs, workers)) for w in range(workers)]
-    bar = tqdm(total=steps, unit="step", unit_scale=True, disable=not progress, desc=f"{policy.name} on {env_id}",
-               mininterval=0.5, smoothing=0.05)
+    bar = progress_bar(steps, unit="step", enabled=progress, desc=f"{policy.name} on {env_id}",
+                       unit_scale=True, mininterval=0.5, smoothing=0.05)
     try:
         if workers == 1:
             results = _run_slots(policy, env_id, groups[0], budgets, seed, deterministic, max_episode_steps,

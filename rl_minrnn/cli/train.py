@@ -1,0 +1,102 @@
+"""Train a Decision-RNN (minGRU / minLSTM) or the Decision Transformer baseline on an offline dataset.
+
+    python train_agent.py                                   # the default job: Hopper, cpu profile, works offline
+    python train_agent.py --config configs/hopper-medium.yaml --set train.steps=2000 --set seed=1 --run-dir runs/x
+    python train_agent.py --config configs/hopper-medium.yaml --profile cpu
+    python train_agent.py --dataset local/walker2d/medium-v0 --profile cpu   # configs/walker2d-medium.yaml, that data
+    python train_agent.py --resume runs/x --set train.steps=4000
+
+``rl-minrnn-train`` is the same command, installed. The logic lives in ``rl_minrnn.api.train`` (and
+``training``); this file parses arguments and reports.
+Exit codes: 0 done; 2 bad input (config, dataset, checkpoint, a run folder in use or not writable),
+nothing trained; 3 training stopped on a fault (diverged, evaluation failed, a write failed), with
+what was kept said in the message (``docs/faults.md``); 130 interrupted with Ctrl-C, saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads must not spin beside the envs
+
+
+def parse_args(argv=None):
+    from rl_minrnn.configs.schema import field_help
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Config keys (--set KEY=VALUE, values parsed as YAML):\n" + field_help(),
+    )
+    parser.add_argument("--config", action="append", default=[], help="YAML config; repeat to merge several in order")
+    parser.add_argument("--dataset", metavar="ID",
+                        help="train on this dataset id (mujoco/..., d4rl/..., local/...) with its config "
+                             "configs/<env>-<kind>.yaml, unless --config is given")
+    parser.add_argument("--profile", help="a profile from configs/profiles merged after --config (e.g. cpu)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set train.steps=2000")
+    parser.add_argument("--run-dir", help="output folder (default: runs/<config name>-<time>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR/checkpoints/last.pt exactly")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (same as --set train.compile=true)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress at all (a bar on a terminal, a line every few percent in a file)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None, runs_root: str | Path = "runs") -> int:
+    """``runs_root``: where run folders go without --run-dir (``train_agent.py`` passes the repository's runs/)."""
+    args = parse_args(argv)
+    from rl_minrnn.api import make_trainer, run_trainer
+    from rl_minrnn.configs.schema import CONFIG_DIR, ConfigError
+    from rl_minrnn.envs.offline import DatasetError
+    from rl_minrnn.training import CheckpointError, RunFolderError, RunInUseError, TrainingStopped
+
+    overrides = list(args.overrides) + (["train.compile=true"] if args.compile else [])
+    default_job = not (args.config or args.dataset or args.profile or args.resume or args.overrides)
+    config = [Path(f) for f in args.config] or (None if args.dataset or args.resume else [CONFIG_DIR / "hopper-medium.yaml"])
+    if default_job:
+        overrides.append("dataset.fallback_to_sample=true")
+
+    def announce(_config):
+        if default_job:
+            print("Default job: Hopper medium with the cpu profile (configs/hopper-medium.yaml + configs/profiles/cpu.yaml).")
+
+    try:
+        trainer = make_trainer(config, dataset=args.dataset, overrides=overrides,
+                               profile=args.profile or ("cpu" if default_job else None), run_dir=args.run_dir,
+                               resume=args.resume, progress=not args.no_progress, runs_root=runs_root,
+                               announce=announce)
+        result = run_trainer(trainer)
+    except TrainingStopped as exc:  # started, then stopped on a fault; the message says what was kept
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (ConfigError, CheckpointError, DatasetError, RunInUseError, RunFolderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = result.run_dir
+    print(f"Trained to step {result.step}.")
+    if result.score is not None:
+        last_step = trainer.last_eval["step"]
+        print(f"Last evaluation (step {last_step}): normalised score {result.score:.1f}; "
+              f"best {result.best_score:.1f} at step {result.best_step}.")
+    trackers = [name for name in result.config.train.loggers if name != "tensorboard"]
+    print(f"Results in {run_dir}: config.yaml, metrics.jsonl, tensorboard/ (tensorboard --logdir {run_dir}), "
+          f"checkpoints/last.pt" + (", checkpoints/best.pt" if result.best_step is not None else "")
+          + "".join(f"; {name}: {where}" for name, where in _tracker_notes(trackers, run_dir)))
+    print(f"Evaluate with: python evaluate.py --checkpoint {result.checkpoint} --episodes 10")
+    return 130 if result.interrupted else 0
+
+
+def _tracker_notes(names, run_dir: Path):
+    for name in names:
+        if name == "mlflow":
+            uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run_dir.resolve().parent / 'mlflow.db'}"
+            yield name, f"mlflow ui --backend-store-uri {uri}"
+        elif name == "wandb":
+            yield name, f"{run_dir / 'wandb'} (wandb sync to upload an offline run)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
