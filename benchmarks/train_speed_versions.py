@@ -53,11 +53,12 @@ for _ in range(spec["warmup"]):
 print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
 for line in sys.stdin:
     steps = json.loads(line)["steps"]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     timesteps = 0.0
     for _ in range(steps):
         timesteps += float(trainer.train_step(trainer.sampler.sample())["timesteps"])
-    print(json.dumps({"seconds": time.perf_counter() - start, "timesteps": timesteps}), flush=True)
+    print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+                      "timesteps": timesteps}), flush=True)
 """
 
 
@@ -151,7 +152,8 @@ def main(argv=None) -> int:
                         w.start(args.steps)
                     results = [w.finish() for w in group]
                     seconds = max(res["seconds"] for res in results)
-                    times[v].append({"seconds": seconds, "timesteps": sum(res["timesteps"] for res in results)})
+                    times[v].append({"seconds": seconds, "timesteps": sum(res["timesteps"] for res in results),
+                                     "cpu_seconds": sum(res["cpu_seconds"] for res in results)})
                 log(f"{agent} round {r + 1}/{args.rounds}: " + ", ".join(
                     f"{v} {1e3 * times[v][-1]['seconds'] / args.steps:.1f} ms" for v in variants))
             for group in workers.values():
@@ -162,7 +164,8 @@ def main(argv=None) -> int:
                 per_s = [t["timesteps"] / t["seconds"] for t in times[v]]
                 records.append({"agent": agent, "variant": v, "version": args.baseline if name == "base" else "working tree",
                                 "threads": threads, "processes": copies, "ms_per_step": 1e3 * statistics.median(seconds) / args.steps,
-                                "timesteps_per_s": statistics.median(per_s), "rounds_timesteps_per_s": per_s})
+                                "timesteps_per_s": statistics.median(per_s), "rounds_timesteps_per_s": per_s,
+                                "cpu_ms_per_step": 1e3 * statistics.median(t["cpu_seconds"] for t in times[v]) / (args.steps * copies)})
             base = next((r for r in records if r["agent"] == agent and r["variant"].startswith("base@1")
                          and r["processes"] == 1 and r["threads"] == 1), None)
             for rec in records:
@@ -172,13 +175,16 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     rows = [[r["agent"], r["variant"], r["version"], r["threads"], r["processes"], fmt(r["ms_per_step"], 1),
+             fmt(r["cpu_ms_per_step"], 1),
              fmt(r["timesteps_per_s"], 0), fmt(r.get("ratio_to_baseline"), 2, "x")] for r in records]
     machine = machine_info("cpu")
-    table = markdown_table(["agent", "variant", "code", "threads", "processes", "ms/step (median)", "timesteps/s",
+    table = markdown_table(["agent", "variant", "code", "threads", "processes", "ms/step (median)",
+                            "CPU ms/step per process", "timesteps/s",
                             f"vs {args.baseline} @1"], rows)
     markdown = (f"Training speed, {args.baseline} against the working tree, round-robin ({args.rounds} rounds x "
                 f"{args.steps} steps per variant), configs {', '.join(args.configs)} on the Hopper sample; "
-                "sampling + `Trainer.train_step`; `@1x2`: two processes at once, timesteps/s added.\n\n"
+                "sampling + `Trainer.train_step`; `@1x2`: two processes at once, timesteps/s added. CPU ms: the "
+                "process's CPU time per step (all its threads), less sensitive than wall time to other jobs.\n\n"
                 f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
                 f"date {machine['date']}.\n\nCommand: `{machine['command']}`\n\n{table}\n")
     write_results(args.out, markdown, {"machine": machine, "args": vars(args), "results": records})
