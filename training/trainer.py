@@ -39,7 +39,7 @@ from .faults import (
     resume_command,
 )
 from .run_lock import RunLock
-from .resources import configure_threads, load_training_dataset, select_device
+from .resources import configure_threads, keep_freed_memory, load_training_dataset, select_device
 from .run_logging import MetricsLogger, check_trackers
 from .step import NonFiniteStep, TrainingStep
 
@@ -67,6 +67,7 @@ class Trainer:
         check_trackers(config.train.loggers)  # a missing extra is refused before anything slow
         self.device = select_device(config.train.device)
         self.threads = configure_threads(config.train.threads)
+        keep_freed_memory()
         self.dataset = dataset if dataset is not None else load_training_dataset(config, self.log)
         self.ref_scores = self.dataset.reference_scores  # its own, or D4RL's for its task, labelled as such
         self.normalizer = StateNormalizer.from_dataset(self.dataset)
