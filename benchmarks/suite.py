@@ -294,6 +294,10 @@ def main(argv=None) -> int:
             else:
                 available[d] = ds
         todo = [(d, a, s) for d in available for s in seeds for a in args.agents]
+        if plan["eval_every"] < 1:  # a run's score is its evaluations
+            print(f"error: --eval-every must be at least 1 (the suite scores each run by its evaluations), "
+                  f"got {plan['eval_every']}", file=sys.stderr)
+            return 2
         try:  # every run's config checked before anything runs
             for d, a, s in todo:
                 load_config(config_files(d, args.protocol)[0], run_overrides(d, a, s, plan))

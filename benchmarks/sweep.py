@@ -123,7 +123,7 @@ def load_sweep(path: str) -> dict:
     try:
         sweep = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise SweepError(f"cannot read the sweep file {path}: {exc}") from None
+        raise SweepError(f"cannot read the sweep file {path}: {' '.join(str(exc).split())}") from None
     if not isinstance(sweep, dict):
         raise SweepError(f"{path}: a sweep file is a mapping (see python -m benchmarks.sweep --help)")
     unknown = set(sweep) - KEYS
@@ -154,6 +154,9 @@ def plan_jobs(sweep: dict, path: str, out: Path, run_root: str) -> tuple[dict, l
             "eval_every": sweep.get("eval_every", proto["eval_every"]), "episodes": sweep.get("episodes", proto["episodes"]),
             "threads": proto["threads"], "device": proto["device"], "overrides": list(sweep.get("set") or []),
             "out": str(out), "run_root": run_root}
+    if not _is_int(plan["eval_every"]) or plan["eval_every"] < 1:  # a run's score is its evaluations
+        raise SweepError(f"{path}: eval_every must be an integer >= 1 (each run is scored by its evaluations), "
+                         f"got {plan['eval_every']!r}")
     jobs = []
     for overrides in variants(sweep, path):
         tag = variant_tag(overrides)

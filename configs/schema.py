@@ -205,6 +205,11 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     return config
 
 
+def one_line(exc: Exception) -> str:
+    """An error's text on one line (YAML's point at the column on a second and third)."""
+    return " ".join(str(exc).split())
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     if not isinstance(text, str) or "=" not in text:
         raise ConfigError(f"--set expects key=value (e.g. train.steps=2000), got {text!r}")
@@ -212,7 +217,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{key}: cannot parse value {raw!r}: {exc}") from None
+        raise ConfigError(f"{key}: cannot parse value {raw!r} as YAML ({one_line(exc)})") from None
     return key.strip(), value
 
 
@@ -230,7 +235,7 @@ def read_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {exc}") from None
+        raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {one_line(exc)}") from None
     return data
 
 
