@@ -11,7 +11,8 @@ A seeded generator draws, for each command in turn, a command line or an input f
   sizes) on a checkpoint or exported file that is good, truncated, empty, random bytes, from another
   project, of another env, with missing or misshapen weights, or a folder;
 - ``export``: ``python -m rl_minrnn.deploy.export`` on those files, to good and bad output paths/formats;
-- ``build_dataset``: policy files good and bad, envs, step and env counts, ids;
+- ``build_dataset``: policy files good and bad, envs, step and env counts, ids (each field good with
+  probability 0.8, so some draws are valid);
 - ``import_d4rl``: hdf5 / npz files with missing keys, wrong shapes, dtypes and lengths, NaN, nothing;
 - ``build_suite``: policy folders, replay files, counts;
 - ``suite``: ``benchmarks.suite`` flags and ``--set`` overrides; ``sweep``: sweep YAMLs with bad grids,
@@ -116,8 +117,11 @@ class Fixtures:
         self.policies["truncated"].write_bytes(self.policies["good"].read_bytes()[:100])
         np.savez(self.policies["wrong-keys"], a=np.zeros(3))
         MLPPolicy.random(5, 2, hidden=(8,), seed=0).save(self.policies["wrong-dims"])
-        self.policy_dirs = {"missing": tmp / "no-policies", "empty": tmp / "empty-policies"}
+        self.policy_dirs = {"missing": tmp / "no-policies", "empty": tmp / "empty-policies", "hopper": tmp / "policies"}
         self.policy_dirs["empty"].mkdir()
+        self.policy_dirs["hopper"].mkdir()
+        for name in ("hopper-sac", "hopper-tqc"):  # the local suite's Hopper behaviour policies, random here
+            MLPPolicy.random(11, 3, hidden=(8,), seed=0).save(self.policy_dirs["hopper"] / f"{name}.npz")
 
 
 def _train_main(argv):
@@ -273,16 +277,23 @@ def draw_export(rng, fx: Fixtures, i: int):
     return _export_main, argv, None
 
 
+def pick(rng, good, bad: list, p_good: float = 0.8):
+    """``good`` with probability ``p_good``, else one of ``bad``: most draws then differ from a valid command
+    line in one or two places, and some are valid."""
+    return good if rng.random() < p_good else rng.choice(bad)
+
+
 def draw_build_dataset(rng, fx: Fixtures, i: int):
     from rl_minrnn.envs.offline.build_dataset import main
 
-    argv = ["--policy", str(rng.choice(list(fx.policies.values()))),
-            "--env", rng.choice(["Hopper-v5"] * 4 + ["Walker2d-v5", "Nope-v0", ""]),
-            "--steps", rng.choice(["20", "20", "0", "-5", "x", "1e3"]),
-            "--id", rng.choice([f"local/fuzz/b{i}-v0"] * 4 + ["bad id", "", "local/fuzz", "../../x-v0", "local/hopper/sample-v0"]),
+    policies = [p for name, p in fx.policies.items() if name != "good"]
+    argv = ["--policy", str(pick(rng, fx.policies["good"], policies)),
+            "--env", pick(rng, "Hopper-v5", ["Walker2d-v5", "Nope-v0", ""]),
+            "--steps", pick(rng, "20", ["0", "-5", "x", "1e3"]),
+            "--id", pick(rng, f"local/fuzz/b{i}-v0", ["bad id", "", "local/fuzz", "../../x-v0", "local/hopper/sample-v0"]),
             "--root", str(fx.tmp / "store"), "--no-progress",
-            "--num-envs", rng.choice(["1", "2", "0", "-1", "x"]),
-            "--max-episode-steps", rng.choice(["10", "0", "x", "10"])]
+            "--num-envs", pick(rng, rng.choice(["1", "2"]), ["0", "-1", "x"]),
+            "--max-episode-steps", pick(rng, "10", ["0", "x", "-3"])]
     if rng.random() < 0.2:
         argv += ["--workers", rng.choice(["1", "0", "-2"])]
     if rng.random() < 0.2:
@@ -376,12 +387,11 @@ def draw_import_d4rl(rng, fx: Fixtures, i: int):
 def draw_build_suite(rng, fx: Fixtures, i: int):
     from rl_minrnn.envs.offline.build_suite import main
 
-    argv = ["--steps", rng.choice(["20", "0", "-1", "x"]), "--root", str(fx.tmp / "store"), "--no-progress",
-            "--policies-dir", str(rng.choice(list(fx.policy_dirs.values()))),
+    argv = ["--steps", pick(rng, "20", ["0", "-1", "x"]), "--root", str(fx.tmp / "store"), "--no-progress",
+            "--policies-dir", str(pick(rng, fx.policy_dirs["hopper"], [fx.policy_dirs["missing"], fx.policy_dirs["empty"]])),
             "--replay", str(rng.choice([fx.tmp / "missing.npz", fx.policies["truncated"], fx.policies["good"]])),
-            "--num-envs", rng.choice(["1", "0", "-3", "x"]), "--workers", rng.choice(["1", "0", "x"])]
-    if rng.random() < 0.5:
-        argv += ["--tasks", rng.choice(["hopper", "walker2d", "nope"])]
+            "--num-envs", pick(rng, "1", ["0", "-3", "x"]), "--workers", pick(rng, "1", ["0", "x"]),
+            "--tasks", pick(rng, "hopper", ["walker2d", "nope"])]
     return main, argv, None
 
 
