@@ -335,6 +335,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if min(args.steps, args.num_envs, args.max_episode_steps, args.workers) <= 0:
         p.error("--steps, --num-envs, --workers and --max-episode-steps must be positive")
+    if args.seed < 0:  # numpy's SeedSequence, which derives every episode's seeds from it, takes none below 0
+        p.error(f"--seed must be >= 0, got {args.seed}")
     return run_command(lambda: build_dataset(
         args.policy, args.env, args.steps, args.dataset_id, seed=args.seed, num_envs=args.num_envs,
         deterministic=args.deterministic, root=args.root, overwrite=args.overwrite,
