@@ -52,7 +52,7 @@ class Number:
             parts.append(f"{'<' if self.high_open else '<='} {_fmt(self.high)}")
         text = f"{kind} {' and '.join(parts)}" if parts else kind
         if self.excluded:
-            text += f", not {', '.join(_fmt(x) for x in self.excluded)}"
+            text += f" other than {', '.join(_fmt(x) for x in self.excluded)}"
         return text + (f" ({self.why})" if self.why else "")
 
     def ok(self, value: Any) -> bool:

@@ -60,7 +60,7 @@ def test_every_key_has_its_rule_or_is_a_flag():
     ("eval.target_returns=[]", "eval.target_returns: must be a list of 1 to 32 values"),
     ("train.lr=nan", "train.lr: must be a finite number > 0"),
     ("seed=-1", "seed: must be an integer >= 0"),
-    ("model.conv=1", "model.conv: must be an integer >= 0 and <= 64, not 1"),
+    ("model.conv=1", "model.conv: must be an integer >= 0 and <= 64 other than 1"),
     ("model.expansion=0.001", "model.expansion: int(width * expansion) must be >= 1"),
     ("model.kind=decision_transformer", None),
 ])
