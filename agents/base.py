@@ -13,17 +13,63 @@ import numpy as np
 import torch
 from torch import nn
 
-from .embeddings import ActionHead, TrajectoryEmbedding
-from .initialisation import initialise
+from rl_minrnn.blocks import BLOCK_OPTIONS, mlp_width
+from rl_minrnn.ranges import Number
+
+from .embeddings import EMBEDDING_OPTIONS, ActionHead, TrajectoryEmbedding
+from .initialisation import INIT_OPTION, initialise
 
 # Returns-to-go enter the model divided by this (the DT paper's scale for MuJoCo returns); the config's
 # default (dataset.return_scale) and the agents' constructors read it from here.
 DEFAULT_RETURN_SCALE = 1000.0
+RETURN_SCALE_OPTION = Number(0, 1e9, low_open=True)  # ``dataset.return_scale``
 
 
 class DecisionAgent(nn.Module):
     rollout_modes: tuple[str, ...] = ("window",)
     default_rollout_mode: str = "window"
+    trains_on_sequences: bool = False  # whether it can train in the ``sequence`` regime (a carried state)
+    # Allowed values of the constructor options this class adds (``option_rules`` merges a kind's classes);
+    # the config checks them before anything is built.
+    OPTION_RULES = {
+        "width": Number(1, 16_384, integer=True, why="the embedding width"),
+        "context": Number(1, 10_000, integer=True, why="timesteps per training window"),
+        "depth": BLOCK_OPTIONS["depth"], "mlp_ratio": BLOCK_OPTIONS["mlp_ratio"], "dropout": BLOCK_OPTIONS["dropout"],
+        **EMBEDDING_OPTIONS, "init": INIT_OPTION,
+    }
+
+    @classmethod
+    def option_rules(cls) -> dict:
+        """The rules of every option this kind takes (its own class's and those it builds on)."""
+        rules = {}
+        for klass in reversed(cls.__mro__):
+            rules.update(vars(klass).get("OPTION_RULES", {}))
+        return rules
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Raise ``OptionError`` (``name: must be ...``) for the first option in ``options`` (constructor keyword
+        -> value) that this kind does not allow, alone or with the others (``check_option_relations``)."""
+        from rl_minrnn.ranges import OptionError
+
+        rules = cls.option_rules()
+        for name, value in options.items():
+            if name in rules:
+                try:
+                    rules[name].check(value)
+                except OptionError as exc:
+                    raise OptionError(f"{name}: {exc}") from None
+        cls.check_option_relations(options)
+
+    @classmethod
+    def check_option_relations(cls, options: dict) -> None:
+        """Rules between options (each already in range); ``OptionError`` starting with the option to change."""
+        from rl_minrnn.ranges import OptionError
+
+        try:
+            mlp_width(options["width"], options["mlp_ratio"])
+        except ValueError as exc:
+            raise OptionError(f"mlp_ratio: {exc}") from None
 
     def __init__(self, obs_dim: int, act_dim: int, *, context: int = 20, width: int = 128, depth: int = 3,
                  tokens: str = "interleaved", mlp_ratio: float = 4.0, dropout: float = 0.1, max_timestep: int = 1000,

@@ -14,6 +14,9 @@ import torch
 
 from rl_minrnn import BlockState, MinRNNStack
 from rl_minrnn.dropout import Dropout
+from rl_minrnn.blocks import BLOCK_OPTIONS
+from rl_minrnn.cells import CELL_OPTIONS, hidden_width
+from rl_minrnn.ranges import OptionError
 
 from .base import DecisionAgent
 
@@ -28,6 +31,16 @@ class RNNAgentState(NamedTuple):
 class DecisionRNN(DecisionAgent):
     rollout_modes = ("recurrent", "window")
     default_rollout_mode = "recurrent"
+    trains_on_sequences = True
+    OPTION_RULES = {"cell": BLOCK_OPTIONS["cell"], "expansion": CELL_OPTIONS["expansion"], "conv": BLOCK_OPTIONS["conv"]}
+
+    @classmethod
+    def check_option_relations(cls, options: dict) -> None:
+        super().check_option_relations(options)
+        try:
+            hidden_width(options["width"], options["expansion"])
+        except ValueError as exc:
+            raise OptionError(f"expansion: {exc}") from None
 
     def __init__(self, obs_dim: int, act_dim: int, *, cell: str = "mingru", expansion: float = 1.0, conv: int = 0,
                  **shared):

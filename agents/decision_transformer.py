@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rl_minrnn.dropout import Dropout
+from rl_minrnn.ranges import Number, OptionError
 
 from .base import DecisionAgent
 from .embeddings import TOKENS_PER_STEP
@@ -38,6 +39,13 @@ class CausalSelfAttentionBlock(nn.Module):
 class DecisionTransformer(DecisionAgent):
     rollout_modes = ("window",)
     default_rollout_mode = "window"
+    OPTION_RULES = {"heads": Number(1, 256, integer=True, why="and a divisor of model.width")}
+
+    @classmethod
+    def check_option_relations(cls, options: dict) -> None:
+        super().check_option_relations(options)
+        if options["width"] % options["heads"]:
+            raise OptionError(f"heads: must divide model.width ({options['width']}), got {options['heads']}")
 
     def __init__(self, obs_dim: int, act_dim: int, *, heads: int = 1, position_embedding: bool = True, **shared):
         """``heads`` and ``position_embedding`` shape the attention; ``shared``: ``DecisionAgent``'s."""

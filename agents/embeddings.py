@@ -7,8 +7,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rl_minrnn.ranges import Number, OneOf
+
 TOKEN_LAYOUTS = ("interleaved", "fused")
 TOKENS_PER_STEP = {"interleaved": 3, "fused": 1}
+# The embedding's options (``model.tokens``, ``model.max_timestep``: rows of the timestep table).
+EMBEDDING_OPTIONS = {
+    "tokens": OneOf(TOKEN_LAYOUTS),
+    "max_timestep": Number(1, 1_000_000, integer=True, why="rows of the timestep embedding"),
+}
 
 
 class TrajectoryEmbedding(nn.Module):
@@ -20,8 +27,8 @@ class TrajectoryEmbedding(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, width: int, max_timestep: int, layout: str):
         super().__init__()
-        if layout not in TOKEN_LAYOUTS:
-            raise ValueError(f"token layout must be one of {TOKEN_LAYOUTS}, got {layout!r}")
+        EMBEDDING_OPTIONS["tokens"].check(layout, "token layout")
+        EMBEDDING_OPTIONS["max_timestep"].check(max_timestep, "max_timestep")
         self.layout, self.max_timestep = layout, max_timestep
         self.state = nn.Linear(obs_dim, width)
         self.action = nn.Linear(act_dim, width)

@@ -22,7 +22,10 @@ from typing import Iterable
 
 from torch import nn
 
+from rl_minrnn.ranges import OneOf
+
 INIT_SCHEMES = ("gpt", "d3rlpy", "pytorch")
+INIT_OPTION = OneOf(INIT_SCHEMES)  # ``model.init``
 GPT_STD = 0.02
 
 
@@ -42,8 +45,7 @@ def gpt_init_(module: nn.Module) -> None:
 def initialise(model: nn.Module, scheme: str, inputs_and_head: Iterable[nn.Module] = ()) -> nn.Module:
     """Re-initialise ``model``'s parameters with ``scheme`` (one of :data:`INIT_SCHEMES`).
     ``inputs_and_head``: the layers ``d3rlpy`` leaves at PyTorch's defaults."""
-    if scheme not in INIT_SCHEMES:
-        raise ValueError(f"init must be one of {INIT_SCHEMES}, got {scheme!r}")
+    INIT_OPTION.check(scheme, "init")
     if scheme in ("gpt", "d3rlpy"):
         model.apply(gpt_init_)
     if scheme == "d3rlpy":

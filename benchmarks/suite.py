@@ -49,14 +49,16 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np
 import torch
 
-from rl_minrnn.training import Trainer, TrainerCallback
+from rl_minrnn.training import (
+    CheckpointError, RunFolderError, RunInUseError, Trainer, TrainerCallback, TrainingStopped,
+)
 from benchmarks.common import machine_info, write_json
 from benchmarks.peers.d3rlpy_dt import PeerUnavailable
 from benchmarks.plots import plot_learning_curves
 from benchmarks.suite_tables import AGENT_NAMES, aggregate, load_runs
 from benchmarks.ray_suite import add_ray_arguments
-from rl_minrnn.configs.schema import CONFIG_DIR, config_for_dataset, load_config, profile_path
-from rl_minrnn.envs.offline import DatasetNotFoundError, load_dataset
+from rl_minrnn.configs.schema import CONFIG_DIR, ConfigError, config_for_dataset, load_config, profile_path
+from rl_minrnn.envs.offline import DatasetError, DatasetNotFoundError, load_dataset
 
 LOCAL_SUITE = [
     "local/hopper/medium-v0",
@@ -292,6 +294,16 @@ def main(argv=None) -> int:
             else:
                 available[d] = ds
         todo = [(d, a, s) for d in available for s in seeds for a in args.agents]
+        if plan["eval_every"] < 1:  # a run's score is its evaluations
+            print(f"error: --eval-every must be at least 1 (the suite scores each run by its evaluations), "
+                  f"got {plan['eval_every']}", file=sys.stderr)
+            return 2
+        try:  # every run's config checked before anything runs
+            for d, a, s in todo:
+                load_config(config_files(d, args.protocol)[0], run_overrides(d, a, s, plan))
+        except ConfigError as exc:
+            print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return 2
         pending = [t for t in todo if not (args.resume_ok and (runs_dir / f"{run_name(*t)}.json").is_file())]
         # planned total: ~25 steps/s for the cpu profile on one core, d3rlpy ~10 and one episode at a time
         evals = plan["steps"] // max(plan["eval_every"], 1) + 1
@@ -321,6 +333,12 @@ def main(argv=None) -> int:
                 notes.append(f"skipped {AGENT_NAMES[a]}: {exc}")
                 log(f"SKIP {AGENT_NAMES[a]}: {exc}")
                 continue
+            except TrainingStopped as exc:  # as train_agent.py: started, stopped on a fault, the message says what was kept
+                print(f"error: {d} {a} seed {s}: {exc}", file=sys.stderr)
+                return 3
+            except (ConfigError, DatasetError, CheckpointError, RunInUseError, RunFolderError) as exc:
+                print(f"error: {d} {a} seed {s}: {exc}", file=sys.stderr)
+                return 2
             record["suite_command"] = command
             write_json(runs_dir / f"{run_name(d, a, s)}.json", record)
             log(f"  done: last {record['last']:.1f}, best {record['best']:.1f}, train {record['train_s']:.0f}s, "
@@ -328,8 +346,8 @@ def main(argv=None) -> int:
 
     runs = load_runs(runs_dir, args.datasets, args.agents, seeds)
     if not runs:
-        log("No runs to aggregate.")
-        return 1
+        print(f"error: no runs to aggregate in {runs_dir}" + (f" ({'; '.join(notes)})" if notes else ""), file=sys.stderr)
+        return 2
     table, summary = aggregate(runs, args.datasets, args.agents)
     machine = machine_info()
     header = (f"Suite, `{args.protocol}` protocol: {plan['steps']} steps, evaluation every {plan['eval_every']} "

@@ -69,13 +69,26 @@ def _draw(rng, key: str, spec, where: str):
         raise SweepError(f"{where}: sample.space.{key} must be one of {{{'|'.join(DISTRIBUTIONS)}: ...}}, got {spec!r}")
     (kind, args), = spec.items()
     if kind == "choice":
+        if not isinstance(args, list) or not args:
+            raise SweepError(f"{where}: sample.space.{key}: choice needs a non-empty list of values, got {args!r}")
         return args[int(rng.integers(len(args)))]
+    numbers = isinstance(args, list) and len(args) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in args)
+    if not numbers or not args[0] < args[1] or (kind == "loguniform" and args[0] <= 0) or (
+            kind == "randint" and not all(isinstance(v, int) for v in args)):
+        need = {"uniform": "two finite numbers low < high", "loguniform": "two numbers 0 < low < high",
+                "randint": "two integers low < high"}[kind]
+        raise SweepError(f"{where}: sample.space.{key}: {kind} needs [low, high], {need}; got {args!r}")
     low, high = args
     if kind == "uniform":  # 4 significant digits: readable names, and no real difference lost
         return float(f"{rng.uniform(low, high):.4g}")
     if kind == "loguniform":
         return float(f"{np.exp(rng.uniform(np.log(low), np.log(high))):.4g}")
     return int(rng.integers(low, high))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def variants(sweep: dict, where: str = "sweep") -> list[list[str]]:
@@ -87,9 +100,12 @@ def variants(sweep: dict, where: str = "sweep") -> list[list[str]]:
     draws = [[]]
     if sweep.get("sample"):
         sample = sweep["sample"]
-        if not isinstance(sample, dict) or not isinstance(sample.get("space"), dict) or int(sample.get("n", 0)) < 1:
-            raise SweepError(f"{where}: sample needs n (>= 1) and space (config key -> distribution)")
-        rng = np.random.default_rng(int(sample.get("seed", 0)))
+        n, seed = (sample.get("n"), sample.get("seed", 0)) if isinstance(sample, dict) else (None, None)
+        if not (isinstance(sample.get("space") if isinstance(sample, dict) else None, dict) and _is_int(n) and n >= 1
+                and _is_int(seed) and seed >= 0):
+            raise SweepError(f"{where}: sample needs n (an integer >= 1), space (config key -> distribution) and "
+                             f"optionally seed (an integer >= 0); got {sample!r}")
+        rng = np.random.default_rng(seed)
         draws = [[(k, _draw(rng, k, spec, where)) for k, spec in sample["space"].items()] for _ in range(int(sample["n"]))]
     return [[f"{k}={_value_text(v)}" for k, v in combo + draw] for combo in combos for draw in draws]
 
@@ -107,14 +123,22 @@ def load_sweep(path: str) -> dict:
     try:
         sweep = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise SweepError(f"cannot read the sweep file {path}: {exc}") from None
+        raise SweepError(f"cannot read the sweep file {path}: {' '.join(str(exc).split())}") from None
     if not isinstance(sweep, dict):
         raise SweepError(f"{path}: a sweep file is a mapping (see python -m benchmarks.sweep --help)")
     unknown = set(sweep) - KEYS
     if unknown:
         raise SweepError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KEYS))}")
-    if sweep.get("protocol", "cpu") not in suite.PROTOCOLS:
+    if not isinstance(sweep.get("protocol", "cpu"), str) or sweep.get("protocol", "cpu") not in suite.PROTOCOLS:
         raise SweepError(f"{path}: protocol must be one of {', '.join(suite.PROTOCOLS)}")
+    for key, kind in (("datasets", str), ("agents", str), ("seeds", int), ("set", str)):
+        if key not in sweep or (key == "set" and sweep[key] is None):
+            continue
+        value = sweep[key]
+        if not isinstance(value, list) or (key != "set" and not value) or not all(
+                isinstance(v, kind) and not isinstance(v, bool) and (kind is not int or v >= 0) for v in value):
+            what = "integers >= 0" if kind is int else "strings" + (" (key=value)" if key == "set" else "")
+            raise SweepError(f"{path}: {key} must be a {'' if key == 'set' else 'non-empty '}list of {what}, got {value!r}")
     agents = sweep.get("agents", ["mingru"])
     bad = [a for a in agents if a not in suite.AGENTS or a in suite.PEERS]
     if bad:
@@ -130,19 +154,23 @@ def plan_jobs(sweep: dict, path: str, out: Path, run_root: str) -> tuple[dict, l
             "eval_every": sweep.get("eval_every", proto["eval_every"]), "episodes": sweep.get("episodes", proto["episodes"]),
             "threads": proto["threads"], "device": proto["device"], "overrides": list(sweep.get("set") or []),
             "out": str(out), "run_root": run_root}
+    if not _is_int(plan["eval_every"]) or plan["eval_every"] < 1:  # a run's score is its evaluations
+        raise SweepError(f"{path}: eval_every must be an integer >= 1 (each run is scored by its evaluations), "
+                         f"got {plan['eval_every']!r}")
     jobs = []
     for overrides in variants(sweep, path):
-        try:  # every key and value checked before anything runs
-            load_config(overrides=plan["overrides"] + overrides)
-        except ConfigError as exc:
-            raise SweepError(f"{path}: {str(exc).splitlines()[0]}") from None
         tag = variant_tag(overrides)
         for d in sweep.get("datasets", [suite.LOCAL_SUITE[0]]):
             for s in sweep.get("seeds", proto["seeds"]):
                 for a in sweep.get("agents", ["mingru"]):
                     name = f"{suite.run_name(d, a, s)}__{tag}"
-                    jobs.append(Job(name, d, a, s, {**plan, "overrides": plan["overrides"] + overrides, "name": name,
-                                                    "variant": overrides}))
+                    job = Job(name, d, a, s, {**plan, "overrides": plan["overrides"] + overrides, "name": name,
+                                              "variant": overrides})
+                    try:  # every run's config (keys, values, steps, seeds) checked before anything runs
+                        load_config(suite.config_files(d, protocol)[0], suite.run_overrides(d, a, s, job.plan))
+                    except ConfigError as exc:
+                        raise SweepError(f"{path}: {str(exc).splitlines()[0]}") from None
+                    jobs.append(job)
     return plan, jobs
 
 
@@ -216,15 +244,22 @@ def main(argv=None) -> int:
     else:
         for i, j in enumerate(pending):
             log(f"[{i + 1}/{len(pending)}] {j.name}")
-            record = suite.train_and_evaluate(j.dataset, j.agent, j.seed, j.plan, dataset=datasets[j.dataset], log=log)
+            try:
+                record = suite.train_and_evaluate(j.dataset, j.agent, j.seed, j.plan, dataset=datasets[j.dataset], log=log)
+            except suite.TrainingStopped as exc:  # as train_agent.py: exit 3, the message says what was kept
+                print(f"error: {j.name}: {exc}", file=sys.stderr)
+                return 3
+            except (ConfigError, suite.DatasetError, suite.CheckpointError, suite.RunInUseError, suite.RunFolderError) as exc:
+                print(f"error: {j.name}: {exc}", file=sys.stderr)
+                return 2
             record["suite_command"] = command
             write_json(runs_dir / f"{j.name}.json", record)
             log(f"  done: last {record['last']:.1f}, best {record['best']:.1f}, wall {record['wall_s']:.0f}s")
     names = {f"{j.name}.json" for j in jobs}
     records = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*.json")) if p.name in names]
     if not records:
-        log("No runs to aggregate.")
-        return 1
+        print(f"error: no runs to aggregate in {runs_dir}" + (f" ({'; '.join(notes)})" if notes else ""), file=sys.stderr)
+        return 2
     table, summary = aggregate(records, jobs)
     machine = machine_info()
     markdown = (f"Sweep `{args.sweep}`, `{plan['protocol']}` protocol: {plan['steps']} steps, evaluation every "

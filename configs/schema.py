@@ -15,11 +15,11 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from rl_minrnn.agents import AGENTS
-from rl_minrnn.agents.base import DEFAULT_RETURN_SCALE
-from rl_minrnn.agents.embeddings import TOKEN_LAYOUTS
-from rl_minrnn.agents.initialisation import INIT_SCHEMES
-from rl_minrnn.envs.offline.batches import WINDOW_SAMPLING
-from rl_minrnn import CELLS
+from rl_minrnn.agents.base import DEFAULT_RETURN_SCALE, RETURN_SCALE_OPTION
+from rl_minrnn.agents.factory import agent_kwargs
+from rl_minrnn.envs.evaluation.rollout import EVALUATION_OPTIONS
+from rl_minrnn.envs.offline.batches import SAMPLER_OPTIONS
+from rl_minrnn.ranges import ChoiceList, Number, OneOf, OptionError
 
 CONFIG_DIR = Path(__file__).resolve().parent
 
@@ -97,28 +97,39 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
-# Options come from the registries that implement them (a new cell, agent kind or token layout is one
-# line there); the options listed here are implemented in ``training`` and read from here.
+# Allowed values come from the modules that use them (a new cell, agent kind or token layout is one line
+# in its registry; a range is one line beside the code it protects): the agents' constructor options
+# (``DecisionAgent.option_rules``), the samplers' and the evaluation's. The training loop's and the
+# optimiser's own options are stated here because ``training`` sits above this module; it reads them
+# from here (``WEIGHT_DECAY_ON``, ``DEVICES``).
 ROLLOUT_MODES = tuple(dict.fromkeys(mode for agent in AGENTS.values() for mode in agent.rollout_modes))
-CHOICES = {
-    "model.kind": tuple(AGENTS),
-    "model.cell": tuple(CELLS),
-    "model.tokens": TOKEN_LAYOUTS,
-    "model.init": INIT_SCHEMES,
-    "train.weight_decay_on": ("matrices", "all"),
-    "train.window_sampling": WINDOW_SAMPLING,
-    "train.regime": ("window", "sequence"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "eval.mode": ("auto", *ROLLOUT_MODES),
+WEIGHT_DECAY_ON = ("matrices", "all")
+DEVICES = ("auto", "cpu", "cuda")
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # implemented in training/run_logging.py
+_MODEL_RULES = {"kind": OneOf(tuple(AGENTS))}
+for _agent in AGENTS.values():
+    _MODEL_RULES.update(_agent.option_rules())
+_STEPS = Number(1, 10**12, integer=True)
+RULES = {
+    "seed": SAMPLER_OPTIONS["seed"],
+    "dataset.return_scale": RETURN_SCALE_OPTION,
+    **{f"model.{name}": rule for name, rule in _MODEL_RULES.items()},
+    "train.steps": _STEPS,
+    **{f"train.{name}": SAMPLER_OPTIONS[name] for name in ("batch_size", "regime", "window_sampling", "chunk_len")},
+    "train.lr": Number(0, 1e6, low_open=True),
+    "train.weight_decay": Number(0, 1e3),
+    "train.weight_decay_on": OneOf(WEIGHT_DECAY_ON),
+    "train.warmup_steps": Number(0, 10**12, integer=True),
+    "train.grad_clip": Number(0, 1e9, why="0: no clipping"),
+    "train.log_every": _STEPS,
+    "train.checkpoint_every": _STEPS,
+    "train.device": OneOf(DEVICES),
+    "train.loggers": ChoiceList(TRACKERS),
+    "train.threads": Number(0, 256, integer=True, why="0: half the cores, 1 to 4"),
+    "eval.every": Number(0, 10**12, integer=True, why="0: no evaluation"),
+    **{f"eval.{name}": rule for name, rule in EVALUATION_OPTIONS.items()},
+    "eval.mode": OneOf(("auto", *ROLLOUT_MODES)),
 }
-# list keys whose every entry is one of these (the trackers are implemented in training/run_logging.py)
-LIST_CHOICES = {"train.loggers": ("tensorboard", "mlflow", "wandb")}
-POSITIVE = {
-    "model.width", "model.depth", "model.context", "model.max_timestep", "model.heads", "train.steps",
-    "train.batch_size", "train.chunk_len", "train.lr", "train.log_every", "train.checkpoint_every",
-    "eval.episodes", "eval.max_episode_steps", "dataset.return_scale", "model.expansion", "model.mlp_ratio",
-}
-NON_NEGATIVE = {"train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.threads", "eval.every", "model.conv"}
 
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
@@ -151,7 +162,8 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
             value = [value]
         if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             return [float(v) for v in value]
-    raise ConfigError(f"{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+    expected = "a list of numbers" if kind is list or get_origin(kind) is list else getattr(kind, "__name__", kind)
+    raise ConfigError(f"{key}: expected {expected}, got {value!r}")
 
 
 def _apply(obj: Any, data: dict, prefix: str = "") -> None:
@@ -170,43 +182,50 @@ def _apply(obj: Any, data: dict, prefix: str = "") -> None:
             setattr(obj, key, _coerce(full, value, hints[key]))
 
 
+def _example(key: str) -> str:
+    section, _, name = key.rpartition(".")
+    value = getattr(getattr(ExperimentConfig(), section) if section else ExperimentConfig(), name)
+    text = "[" + ", ".join(f"{v:g}" for v in value) + "]" if isinstance(value, list) else str(value)
+    return f"{key}={text}"
+
+
 def validate(config: ExperimentConfig) -> ExperimentConfig:
-    for section in ("dataset", "model", "train", "eval"):
-        part = getattr(config, section)
-        for f in dataclasses.fields(part):
-            key, value = f"{section}.{f.name}", getattr(part, f.name)
-            if key in CHOICES and value not in CHOICES[key]:
-                raise ConfigError(f"{key}: must be one of {', '.join(CHOICES[key])}, got {value!r}")
-            if key in LIST_CHOICES and any(v not in LIST_CHOICES[key] for v in value):
-                raise ConfigError(f"{key}: each entry must be one of {', '.join(LIST_CHOICES[key])}, got {value!r}")
-            if key in POSITIVE and not value > 0:
-                raise ConfigError(f"{key}: must be > 0, got {value!r}")
-            if key in NON_NEGATIVE and value < 0:
-                raise ConfigError(f"{key}: must be >= 0, got {value!r}")
-    if config.model.conv == 1:
-        raise ConfigError("model.conv: a convolution needs width >= 2 (0 turns it off), got 1")
-    if config.model.kind == "decision_transformer":
-        if config.train.regime == "sequence":
-            raise ConfigError("train.regime: the decision_transformer trains on windows only, set train.regime=window")
-        if config.model.width % config.model.heads:
-            raise ConfigError(f"model.heads: must divide model.width ({config.model.width}), got {config.model.heads}")
+    """Every key against its rule (``RULES``), then the rules between keys; the first failure is a
+    ``ConfigError`` naming the key, the value, what is allowed and an example."""
+    for key, rule in RULES.items():
+        section, _, name = key.rpartition(".")
+        value = getattr(getattr(config, section) if section else config, name)
+        try:
+            rule.check(value)
+        except OptionError as exc:
+            raise ConfigError(f"{key}: {exc} (e.g. {_example(key)})") from None
+    agent = AGENTS[config.model.kind]
     try:
-        AGENTS[config.model.kind].resolve_rollout_mode(config.eval.mode)
+        agent.check_options(agent_kwargs(config.model))
+    except OptionError as exc:
+        raise ConfigError(f"model.{exc}") from None
+    if config.train.regime == "sequence" and not agent.trains_on_sequences:
+        raise ConfigError(f"train.regime: the {config.model.kind} trains on windows only, set train.regime=window")
+    try:
+        agent.resolve_rollout_mode(config.eval.mode)
     except ValueError as exc:
         raise ConfigError(f"eval.mode: {exc}; use auto (its default) or one of those") from None
-    if not config.eval.target_returns:
-        raise ConfigError("eval.target_returns: give at least one target return")
     return config
 
 
+def one_line(exc: Exception) -> str:
+    """An error's text on one line (YAML's point at the column on a second and third)."""
+    return " ".join(str(exc).split())
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    if "=" not in text:
+    if not isinstance(text, str) or "=" not in text:
         raise ConfigError(f"--set expects key=value (e.g. train.steps=2000), got {text!r}")
     key, raw = text.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{key}: cannot parse value {raw!r}: {exc}") from None
+        raise ConfigError(f"{key}: cannot parse value {raw!r} as YAML ({one_line(exc)})") from None
     return key.strip(), value
 
 
@@ -224,7 +243,7 @@ def read_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {exc}") from None
+        raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {one_line(exc)}") from None
     return data
 
 

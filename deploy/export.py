@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ExportError, ExportedPolicyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the output folder cannot be made or written
+        print(f"error: cannot write {args.out} ({error.strerror or error}); pick a writable --out", file=sys.stderr)
+        return 2
     states = ", ".join(f"{s['name']} {tuple('B' if n is None else n for n in s['shape'])}" for s in meta["state"])
     print(f"wrote {args.out} ({meta['exported_with']['format']}, {meta['mode']} step of a {meta['agent']['kind']}, "
           f"env {meta['env_id']}, observation {meta['obs_dim']}, action {meta['act_dim']})")

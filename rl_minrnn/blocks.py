@@ -14,6 +14,27 @@ from torch import nn
 
 from .cells import CELLS
 from .dropout import Dropout
+from .ranges import Number, OneOf
+
+# The blocks' options (``model.cell``, ``model.mlp_ratio``, ``model.dropout``, ``model.conv``,
+# ``model.depth``), checked by the config before a block is built; the Transformer's blocks share the
+# MLP's and dropout's rules.
+BLOCK_OPTIONS = {
+    "cell": OneOf(tuple(CELLS)),
+    "mlp_ratio": Number(0, 64, low_open=True, why="the MLP's width is int(width * mlp_ratio)"),
+    "dropout": Number(0, 1, high_open=True, why="a probability"),
+    "conv": Number(0, 64, integer=True, excluded=(1,), why="0: no convolution; a convolution needs width >= 2"),
+    "depth": Number(1, 1024, integer=True),
+}
+
+
+def mlp_width(dim: int, mlp_ratio: float) -> int:
+    """``int(dim * mlp_ratio)``, the MLP's hidden width, or ``ValueError`` when it is below 1."""
+    BLOCK_OPTIONS["mlp_ratio"].check(mlp_ratio, "mlp_ratio")
+    hidden = int(dim * mlp_ratio)
+    if hidden < 1:
+        raise ValueError(f"int(width * mlp_ratio) must be >= 1, got width={dim}, mlp_ratio={mlp_ratio}")
+    return hidden
 
 
 class BlockState(NamedTuple):
@@ -68,13 +89,13 @@ class MinRNNBlock(nn.Module):
         chunk_size: int | None = None,
     ):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+        BLOCK_OPTIONS["cell"].check(cell, "cell")
+        BLOCK_OPTIONS["dropout"].check(dropout, "dropout")
         self.norm_cell = nn.LayerNorm(dim)
         self.conv = CausalDepthwiseConv(dim, conv) if conv else None
         self.cell = CELLS[cell](dim, expansion, scan=scan, chunk_size=chunk_size)
         self.norm_mlp = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
+        hidden = mlp_width(dim, mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), Dropout(dropout))
         self.dropout = Dropout(dropout)
 

@@ -31,7 +31,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ranges import Number, OptionError
 from .scan import SCAN_MODES, chunked_scan, log_space_scan, sequential_scan
+
+# The cells' own options (``model.expansion``), checked by the config before a cell is built.
+CELL_OPTIONS = {"expansion": Number(0, 64, low_open=True, why="the hidden width is int(width * expansion)")}
+
+
+def hidden_width(dim: int, expansion: float) -> int:
+    """``int(dim * expansion)``, the hidden width, or ``OptionError`` when it is below 1."""
+    CELL_OPTIONS["expansion"].check(expansion, "expansion")
+    hidden = int(dim * expansion)
+    if dim < 1 or hidden < 1:
+        raise OptionError(f"int(width * expansion) must be >= 1, got width={dim}, expansion={expansion}")
+    return hidden
 
 
 def g(x: torch.Tensor) -> torch.Tensor:
@@ -117,9 +130,7 @@ class _MinRNNCell(nn.Module):
         super().__init__()
         if scan not in SCAN_MODES:
             raise ValueError(f"scan must be one of {SCAN_MODES}, got {scan!r}")
-        hidden = int(dim * expansion)
-        if dim < 1 or hidden < 1:
-            raise ValueError(f"dim and int(dim * expansion) must be >= 1, got dim={dim}, expansion={expansion}")
+        hidden = hidden_width(dim, expansion)
         self.dim, self.hidden_dim = dim, hidden
         self.scan, self.chunk_size = scan, chunk_size
         self.to_gates = nn.Linear(dim, self.num_projections * hidden)

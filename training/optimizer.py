@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rl_minrnn.configs.schema import WEIGHT_DECAY_ON
+
 DECAYED_MODULES = (nn.Linear, nn.Conv1d)
 
 
@@ -20,8 +22,8 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_on: str = "mat
     """AdamW parameter groups: ``matrices`` decays Linear/conv weights only, ``all`` every parameter."""
     if decay_on == "all":
         return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-    if decay_on != "matrices":
-        raise ValueError(f"decay_on must be 'matrices' or 'all', got {decay_on!r}")
+    if decay_on not in WEIGHT_DECAY_ON:
+        raise ValueError(f"decay_on must be one of {', '.join(WEIGHT_DECAY_ON)}, got {decay_on!r}")
     decay, no_decay = [], []
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):

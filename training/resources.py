@@ -44,12 +44,21 @@ def keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 
         return False
 
 
-def select_device(name: str) -> torch.device:
+def select_device(name: str, key: str = "train.device") -> torch.device:
+    """``auto``: cuda when torch sees a GPU, else cpu. ``ConfigError`` (naming ``key``) for a name torch does
+    not know, or for cuda where there is none."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: cuda was asked for but torch sees no CUDA device; use train.device=cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"{key}: {name!r} is not a torch device; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        use = f"{key} cpu" if key.startswith("--") else f"{key}=cpu"
+        raise ConfigError(f"{key}: cuda was asked for but torch sees no CUDA device; use {use}")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{key}: {name!r} is not supported here; use cpu or cuda")
+    return device
 
 
 def load_training_dataset(config: ExperimentConfig, log=print):

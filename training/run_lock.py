@@ -32,12 +32,13 @@ class RunFolderError(Exception):
 class RunLock:
     """``RunLock.acquire(run_dir)`` returns a held lock or raises ``RunInUseError`` at once."""
 
-    def __init__(self, run_dir: Path, lock: FileLock):
-        self.run_dir, self._lock = run_dir, lock
+    def __init__(self, run_dir: Path, lock: FileLock, created: Path | None = None):
+        self.run_dir, self._lock, self._created = run_dir, lock, created
 
     @classmethod
     def acquire(cls, run_dir: str | os.PathLike) -> "RunLock":
         run_dir = Path(run_dir)
+        created = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             lock = FileLock(str(run_dir / LOCK_NAME))
@@ -55,11 +56,24 @@ class RunLock:
             (run_dir / OWNER_NAME).write_text(json.dumps(owner) + "\n")
         except OSError:  # the lock itself is held; the note is only for other processes' messages
             pass
-        return cls(run_dir, lock)
+        return cls(run_dir, lock, created)
 
-    def release(self) -> None:
+    def release(self, remove_if_unused: bool = False) -> None:
+        """Release the lock; with ``remove_if_unused``, also remove the folders ``acquire`` created when
+        nothing but the lock was written in them (a run refused before it started leaves nothing behind)."""
         if self._lock.is_locked:
             self._lock.release()
+        if remove_if_unused and self._created is not None:
+            try:
+                if {p.name for p in self.run_dir.iterdir()} <= {LOCK_NAME, OWNER_NAME}:
+                    for name in (LOCK_NAME, OWNER_NAME):
+                        (self.run_dir / name).unlink(missing_ok=True)
+                    for folder in [self.run_dir, *self.run_dir.parents]:
+                        folder.rmdir()
+                        if folder == self._created:
+                            break
+            except OSError:  # another process wrote there meanwhile, or it cannot be removed: leave it
+                pass
 
 
 def _owner(run_dir: Path) -> str:

@@ -38,6 +38,7 @@ from .faults import (
     EvaluationFailedError, RunWriteError, TrainingDivergedError, TrainingStopped, divergence_advice, kept_checkpoint,
     resume_command,
 )
+from .memory_estimate import check_run_memory
 from .run_lock import RunLock
 from .resources import configure_threads, keep_freed_memory, load_training_dataset, select_device
 from .run_logging import MetricsLogger, check_trackers
@@ -59,7 +60,7 @@ class Trainer:
         try:
             self._build(dataset)
         except BaseException:
-            self.lock.release()
+            self.lock.release(remove_if_unused=True)  # a run that never started leaves no folder behind
             raise
 
     def _build(self, dataset) -> None:
@@ -69,6 +70,9 @@ class Trainer:
         self.threads = configure_threads(config.train.threads)
         keep_freed_memory()
         self.dataset = dataset if dataset is not None else load_training_dataset(config, self.log)
+        # before anything is built: a run the machine cannot hold stops here, with the keys that size it
+        self.memory_estimate = check_run_memory(config, self.dataset.obs_dim, self.dataset.act_dim,
+                                                self.dataset.num_steps, self.device, log=self.log)
         self.ref_scores = self.dataset.reference_scores  # its own, or D4RL's for its task, labelled as such
         self.normalizer = StateNormalizer.from_dataset(self.dataset)
         self._seed_everything(config.seed)

@@ -30,9 +30,20 @@ import numpy as np
 import torch
 
 from rl_minrnn.envs.scores import ReferenceScores, resolve_reference_scores
+from rl_minrnn.ranges import Number, NumberList
 
 from .environments import check_env_matches_agent, make_env
 from .results import EvaluationResult, TargetResult
+
+
+# ``evaluate_agent``'s options as the config gives them (``eval.episodes``, ``eval.target_returns``, ...):
+# one environment per episode, so the episode count is bounded; reset seeds ``seed + i`` stay below 2**32.
+EVALUATION_OPTIONS = {
+    "episodes": Number(1, 1000, integer=True, why="one environment each, all at once"),
+    "target_returns": NumberList(Number(-1e9, 1e9), min_len=1, max_len=32),
+    "seed": Number(0, 2**31 - 1, integer=True),
+    "max_episode_steps": Number(1, 10_000_000, integer=True),
+}
 
 
 class NonFiniteActionError(ValueError):

@@ -27,8 +27,20 @@ from __future__ import annotations
 import numpy as np
 
 from rl_minrnn.envs.offline.normalization import StateNormalizer
+from rl_minrnn.ranges import Number, OneOf
 
 DEFAULT_MAX_TIMESTEP = 1000
+WINDOW_SAMPLING = ("start", "end", "cover")
+REGIMES = ("window", "sequence")  # WindowSampler, SequenceSampler
+# The samplers' options (``train.batch_size``, ``train.chunk_len``, ``train.window_sampling``,
+# ``train.regime``, the ``seed`` of numpy's generator), checked by the config before a sampler is built.
+SAMPLER_OPTIONS = {
+    "batch_size": Number(1, 1_000_000, integer=True),
+    "chunk_len": Number(1, 1_000_000, integer=True, why="timesteps per chunk"),
+    "window_sampling": OneOf(WINDOW_SAMPLING),
+    "regime": OneOf(REGIMES),
+    "seed": Number(0, 2**32 - 1, integer=True),
+}
 
 
 class FlatEpisodes:
@@ -114,9 +126,6 @@ class _Sampler:
             )
 
 
-WINDOW_SAMPLING = ("start", "end", "cover")
-
-
 class WindowSampler(_Sampler):
     """K-step windows drawn uniformly from the windows ``sampling`` allows, so episodes come in proportion
     to their number of windows (about their length).
@@ -147,8 +156,7 @@ class WindowSampler(_Sampler):
     ):
         if context <= 0:
             raise ValueError(f"context must be positive, got {context}")
-        if sampling not in WINDOW_SAMPLING:
-            raise ValueError(f"sampling must be one of {WINDOW_SAMPLING}, got {sampling!r}")
+        SAMPLER_OPTIONS["window_sampling"].check(sampling, "sampling")
         super().__init__(dataset, batch_size, return_scale, normalizer, seed, max_timestep)
         self.context, self.sampling = int(context), sampling
         # window starts allowed in each episode: before_start .. T - 1 - cut_at_end, in episode order

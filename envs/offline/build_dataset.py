@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from rl_minrnn.envs.offline.commands import run_command
-from rl_minrnn.envs.offline import DatasetExistsError, Episode, datasets_root, write_dataset
+from rl_minrnn.envs.offline import DatasetError, DatasetExistsError, Episode, datasets_root, write_dataset
 from rl_minrnn.envs.offline.policies import MLPPolicy, PolicyError
 
 DEFAULT_MAX_EPISODE_STEPS = 1000
@@ -261,6 +261,12 @@ def build_dataset(
         raise DatasetExistsError(
             f"Dataset {dataset_id!r} already exists at {root / dataset_id}. Delete it, pick another id, or pass --overwrite."
         )
+    import gymnasium as gym
+
+    try:  # before the policy is loaded or any worker started: a typo in the env id is one line
+        gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise DatasetError(f"Unknown environment {env_id!r} ({exc}); give a gymnasium id such as Hopper-v5") from None
     policy = MLPPolicy.load(policy_path, activation=activation, squash=squash)
     t0 = time.perf_counter()
     episodes = collect(policy, env_id, steps, seed, num_envs, deterministic, max_episode_steps, progress,
@@ -329,6 +335,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if min(args.steps, args.num_envs, args.max_episode_steps, args.workers) <= 0:
         p.error("--steps, --num-envs, --workers and --max-episode-steps must be positive")
+    if args.seed < 0:  # numpy's SeedSequence, which derives every episode's seeds from it, takes none below 0
+        p.error(f"--seed must be >= 0, got {args.seed}")
     return run_command(lambda: build_dataset(
         args.policy, args.env, args.steps, args.dataset_id, seed=args.seed, num_envs=args.num_envs,
         deterministic=args.deterministic, root=args.root, overwrite=args.overwrite,

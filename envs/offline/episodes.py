@@ -44,6 +44,11 @@ class Episode:
     seed: int | None = None
 
     def __post_init__(self):
+        for name in ("observations", "actions", "rewards", "terminations", "truncations"):
+            kind = np.asarray(getattr(self, name)).dtype.kind
+            if kind not in "biuf":  # strings, objects, complex numbers: not what a transition holds
+                raise DatasetFormatError(f"Malformed episode: {name} hold {np.asarray(getattr(self, name)).dtype} "
+                                         "values; they must be real numbers (or booleans).")
         self.observations = np.asarray(self.observations, dtype=np.float32)
         self.actions = np.asarray(self.actions, dtype=np.float32)
         self.rewards = np.asarray(self.rewards, dtype=np.float32).reshape(-1)
@@ -53,6 +58,9 @@ class Episode:
             self.observations = self.observations[:, None]
         if self.actions.ndim == 1:
             self.actions = self.actions[:, None]
+        if self.observations.ndim != 2 or self.actions.ndim != 2:
+            raise DatasetFormatError(f"Malformed episode: observations {self.observations.shape} and actions "
+                                     f"{self.actions.shape} must be 2-d (steps, dim).")
         if self.seed is not None:
             self.seed = int(self.seed)
         self.validate()

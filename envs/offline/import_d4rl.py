@@ -60,6 +60,12 @@ def read_d4rl_arrays(path) -> dict:
             f"{path} lacks the arrays {missing} (it has {sorted(keys)}); a D4RL file holds observations, actions, "
             "rewards, terminals, timeouts and optionally next_observations."
         )
+    for k, v in arrays.items():
+        if v.ndim == 0:
+            raise DatasetFormatError(f"{path}: {k} is a single value; it must hold one entry per transition.")
+        if v.dtype.kind not in "biuf":
+            raise DatasetFormatError(f"{path}: {k} holds {v.dtype} values; every array must hold real numbers "
+                                     "(terminals and timeouts: booleans or 0/1).")
     n = len(arrays["rewards"])
     lengths = {k: len(v) for k, v in arrays.items()}
     if any(v != n for v in lengths.values()):
@@ -79,6 +85,10 @@ def read_d4rl_arrays(path) -> dict:
             f"{path}: next_observations {arrays['next_observations'].shape} and observations "
             f"{arrays['observations'].shape} differ in shape."
         )
+    for k in ("rewards", "terminals", "timeouts"):
+        if k in arrays and arrays[k].size != n:
+            raise DatasetFormatError(f"{path}: {k} must hold one value per transition (shape ({n},)), got shape "
+                                     f"{arrays[k].shape}.")
     arrays["rewards"] = np.asarray(arrays["rewards"]).reshape(-1)
     arrays["terminals"] = np.asarray(arrays["terminals"]).reshape(-1).astype(bool)
     arrays["timeouts"] = np.asarray(arrays.get("timeouts", np.zeros(n, bool))).reshape(-1).astype(bool)

@@ -93,10 +93,47 @@ def _video_path(path: Path, mode: str | None, several: bool) -> Path:
     return path.with_name(f"{path.stem}_{mode}{path.suffix}") if several and mode else path
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Every number against the rule of the option it sets (the rollout's, the config's), before anything loads."""
+    from rl_minrnn.configs.schema import RULES
+    from rl_minrnn.envs.evaluation.rollout import EVALUATION_OPTIONS
+    from rl_minrnn.ranges import Number, OptionError
+
+    checks = [("--episodes", args.episodes, EVALUATION_OPTIONS["episodes"]), ("--seed", args.seed, EVALUATION_OPTIONS["seed"]),
+              ("--threads", args.threads, RULES["train.threads"]),
+              ("--render-episodes", args.render_episodes, Number(0, 1000, integer=True)),
+              ("--width", args.width, Number(16, 4096, integer=True)), ("--height", args.height, Number(16, 4096, integer=True)),
+              ("--fps", args.fps, Number(0, 1000, low_open=True))]
+    if args.max_episode_steps is not None:
+        checks.append(("--max-episode-steps", args.max_episode_steps, EVALUATION_OPTIONS["max_episode_steps"]))
+    if args.batch_size is not None:
+        checks.append(("--batch-size", args.batch_size, EVALUATION_OPTIONS["episodes"]))
+    if args.target_returns is not None:
+        checks.append(("--target-return", args.target_returns, EVALUATION_OPTIONS["target_returns"]))
+    for flag, value, rule in checks:
+        try:
+            rule.check(value)
+        except OptionError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+    if args.json is not None:  # before any rollout: results that cannot be written are work lost
+        try:
+            if args.json.is_dir():
+                raise IsADirectoryError(21, "is a folder")
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--json: cannot write {args.json} ({exc.strerror or exc}); give a file in a writable folder") from None
+    from rl_minrnn.configs.schema import ConfigError
+    from rl_minrnn.training.resources import select_device
+
+    try:
+        select_device(args.device, key="--device")
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> dict:
     """Everything after argument parsing; returns the JSON-ready report."""
-    if args.episodes < 1:
-        raise UsageError("--episodes must be at least 1")
+    check_flags(args)
     if args.render is not None:
         from rl_minrnn.envs.evaluation.render import setup_headless_gl
 
@@ -169,8 +206,10 @@ def run(args: argparse.Namespace) -> dict:
         "results": [r.to_dict() for r in results],
     }
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        try:
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            raise UsageError(f"--json: cannot write {args.json} ({exc.strerror or exc}); the table above has the results") from None
         print(f"\nwrote {args.json}", file=sys.stderr)
     return report
 
