@@ -185,7 +185,7 @@ def _apply(obj: Any, data: dict, prefix: str = "") -> None:
 def _example(key: str) -> str:
     section, _, name = key.rpartition(".")
     value = getattr(getattr(ExperimentConfig(), section) if section else ExperimentConfig(), name)
-    text = "[" + ", ".join(f"{v:g}" for v in value) + "]" if isinstance(value, list) else str(value)
+    text = "[" + ", ".join(f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in value) + "]" if isinstance(value, list) else str(value)
     return f"{key}={text}"
 
 

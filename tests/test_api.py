@@ -291,7 +291,7 @@ def test_a_missing_tracker_is_one_line_naming_the_pip_command(monkeypatch, capsy
     assert cli.main(["--set", "train.loggers=[tensorboard,wandb]", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: train.loggers: wandb is not installed; pip install 'rl_minrnn[wandb]' (or pip install wandb)"]
-    with pytest.raises(ConfigError, match="each entry must be one of tensorboard, mlflow, wandb"):
+    with pytest.raises(ConfigError, match="must be a list of distinct entries from tensorboard, mlflow, wandb"):
         load_config(overrides=["train.loggers=[tensorboard,neptune]"])
     assert load_config(overrides=["train.loggers=mlflow,wandb"]).train.loggers == ["mlflow", "wandb"]
     assert load_config(overrides=["train.loggers=[]"]).train.loggers == []
