@@ -46,7 +46,7 @@ import rl_minrnn.configs as configs_pkg
 folder = os.path.dirname(configs_pkg.__file__)
 spec = json.loads(sys.argv[1])
 files = [os.path.join(folder, name) for name in spec["configs"]]
-config = load_config(files, overrides=spec["overrides"])
+config = load_config(files, overrides=[*spec["overrides"], "train.threads=" + os.environ["RLM_THREADS"]])
 trainer = Trainer(config, tempfile.mkdtemp(), log=lambda *a, **k: None, progress=False)
 for _ in range(spec["warmup"]):
     trainer.train_step(trainer.sampler.sample())

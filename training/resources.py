@@ -3,9 +3,7 @@ shipped sample as the offline fallback the default job allows)."""
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 
 import torch
 
@@ -20,28 +18,6 @@ def configure_threads(requested: int) -> int:
     threads = requested or max(1, min(4, (os.cpu_count() or 1) // 2))
     torch.set_num_threads(threads)
     return threads
-
-
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20) -> bool:
-    """Let glibc keep freed blocks for reuse instead of returning them to the OS at once.
-
-    torch's CPU allocator asks malloc for every tensor; glibc serves blocks above 128 KB (a (64, 20, 256)
-    activation is 1.3 MB) with a fresh ``mmap`` and unmaps them on free, so every such tensor of every
-    step page-faults its memory in again. Raising the thresholds (as PyTorch's CPU performance guide
-    does with jemalloc or tcmalloc) made the cpu profile's training step 8% cheaper in CPU time here
-    (``benchmarks/train_speed_versions.py``); the process keeps up to its peak plus ``trim_threshold``.
-    Returns False where the C library is not glibc (nothing changed)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold))
-    except (OSError, AttributeError):
-        return False
 
 
 def select_device(name: str, key: str = "train.device") -> torch.device:

@@ -40,7 +40,7 @@ from .faults import (
 )
 from .memory_estimate import check_run_memory
 from .run_lock import RunLock
-from .resources import configure_threads, keep_freed_memory, load_training_dataset, select_device
+from .resources import configure_threads, load_training_dataset, select_device
 from .run_logging import MetricsLogger, check_trackers
 from .step import NonFiniteStep, TrainingStep
 
@@ -68,7 +68,6 @@ class Trainer:
         check_trackers(config.train.loggers)  # a missing extra is refused before anything slow
         self.device = select_device(config.train.device)
         self.threads = configure_threads(config.train.threads)
-        keep_freed_memory()
         self.dataset = dataset if dataset is not None else load_training_dataset(config, self.log)
         # before anything is built: a run the machine cannot hold stops here, with the keys that size it
         self.memory_estimate = check_run_memory(config, self.dataset.obs_dim, self.dataset.act_dim,
