@@ -405,25 +405,25 @@ def episodes_of(state: dict) -> list[Episode]:
     ]
 
 
-def write_npz(path, state: dict, metadata: dict) -> Path:
-    """The buffer as a compressed D4RL-style npz (observations, actions, rewards, terminals, timeouts) plus
+def write_npz(path, episodes: list[Episode], metadata: dict) -> Path:
+    """Episodes as a compressed D4RL-style npz (observations, actions, rewards, terminals, timeouts) plus
     one final observation and reset seed per episode and the metadata as JSON: ``import_d4rl`` reads it
-    back to the same episodes (float32) and metadata. No ``next_observations``: within an episode they
-    are the next row, so the file is about half the size."""
+    back to the same episodes and metadata. No ``next_observations``: within an episode they are the next
+    row, so the file is about half the size of D4RL's layout."""
     import json
 
-    eps = state["episodes"]
-    cat = lambda key, f=lambda a: a: np.concatenate([f(ep[key]) for ep in eps])  # noqa: E731
+    cat = lambda f: np.concatenate([f(ep) for ep in episodes])  # noqa: E731
     arrays = {
-        "observations": cat("observations", lambda a: a[:-1]).astype(np.float32),
-        "actions": cat("actions").astype(np.float32),
-        "rewards": cat("rewards").astype(np.float32),
-        "terminals": cat("terminations"),
-        "timeouts": cat("truncations"),
-        "final_observations": np.stack([ep["observations"][-1] for ep in eps]).astype(np.float32),
-        "episode_seeds": np.array([ep["seed"] for ep in eps], np.int64),
+        "observations": cat(lambda ep: ep.observations[:-1]).astype(np.float32),
+        "actions": cat(lambda ep: ep.actions).astype(np.float32),
+        "rewards": cat(lambda ep: ep.rewards).astype(np.float32),
+        "terminals": cat(lambda ep: ep.terminations).astype(bool),
+        "timeouts": cat(lambda ep: ep.truncations).astype(bool),
+        "final_observations": np.stack([ep.observations[-1] for ep in episodes]).astype(np.float32),
         "metadata_json": np.array(json.dumps(metadata)),
     }
+    if all(ep.seed is not None for ep in episodes):
+        arrays["episode_seeds"] = np.array([ep.seed for ep in episodes], np.int64)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
@@ -433,6 +433,42 @@ def write_npz(path, state: dict, metadata: dict) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def describe_replay(path) -> str:
+    """A buffer file's provenance as Markdown (what docs/datasets.md records for each committed buffer)."""
+    import json
+
+    from rl_minrnn.envs.offline.import_d4rl import read_d4rl_arrays, split_episodes
+    from rl_minrnn.envs.scores import normalized_score, resolve_reference_scores
+
+    path = Path(path)
+    arrays = read_d4rl_arrays(path)
+    if "metadata_json" not in arrays:
+        raise ReplayBuildError(f"{path} has no build metadata (metadata_json): it was not written by build_replay --npz.")
+    meta = json.loads(str(arrays["metadata_json"]))
+    episodes = split_episodes(arrays)
+    returns = np.array([ep.total_return for ep in episodes])
+    s = meta["replay_settings"]
+    ref = resolve_reference_scores(s["env_id"])
+    norm = normalized_score(returns, ref.min_score, ref.max_score)
+    ended = sum(bool(ep.terminations[-1]) for ep in episodes)
+    curve = ", ".join(f"{c['step'] / 1000:g}k: {c['eval_return']:.0f}" for c in meta["replay_eval_curve"])
+    versions = ", ".join(f"{k} {v}" for k, v in meta["replay_library_versions"].items())
+    lines = [
+        f"- file: `{path.name}`, {path.stat().st_size / 1e6:.1f} MB; {len(arrays['rewards']):,} transitions, "
+        f"{len(episodes)} episodes ({ended} terminated, {len(episodes) - ended} truncated)",
+        f"- command: `{meta.get('build_command', 'n/a')}`" + (f" ({meta['replay_note']})" if "replay_note" in meta else ""),
+        f"- settings: seed {s['seed']}, target {s['target_return']:g}, evaluation every {s['eval_every']} steps "
+        f"({s['eval_episodes']} deterministic episodes); target reached: {meta['replay_target_reached']} "
+        f"at {meta['replay_steps']:,} steps" + (f" in {meta['replay_build_seconds'] / 3600:.1f} h"
+                                                if "replay_build_seconds" in meta else ""),
+        f"- evaluation curve: {curve}",
+        f"- behaviour (episode returns): mean {returns.mean():.0f}, median {np.median(returns):.0f}, max "
+        f"{returns.max():.0f}; D4RL-normalised mean {norm.mean():.1f}, max {norm.max():.1f}",
+        f"- versions: {versions}",
+    ]
+    return "\n".join(lines)
 
 
 def build_replay(
@@ -488,7 +524,7 @@ def build_replay(
         algorithm_name=f"sac-replay:{library}", extra_metadata=metadata, root=root, overwrite=overwrite,
     )
     if npz is not None:
-        write_npz(npz, state, metadata)
+        write_npz(npz, episodes, metadata)
     if verbose:
         returns = np.array([ep.total_return for ep in episodes])
         last = state["curve"][-1]["eval_return"] if state["curve"] else float("nan")
@@ -501,11 +537,11 @@ def build_replay(
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rl_minrnn.envs.offline.build_replay",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--env", required=True, help="gymnasium id, e.g. Walker2d-v5")
+    p.add_argument("--env", help="gymnasium id, e.g. Walker2d-v5 (required unless --describe)")
     p.add_argument("--target-return", type=float, default=None,
                    help="stop at the first evaluation whose mean return reaches this (default: the task's "
                         "replay_target in envs/tasks.py, the medium behaviour policy's return)")
-    p.add_argument("--id", required=True, dest="dataset_id", help="dataset id, e.g. local/walker2d/medium-replay-v0")
+    p.add_argument("--id", dest="dataset_id", help="dataset id, e.g. local/walker2d/medium-replay-v0 (required unless --describe)")
     p.add_argument("--seed", type=int, default=0, help="SAC's seed; episode reset seeds derive from it")
     p.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations")
     p.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation (fixed reset seeds)")
@@ -522,7 +558,12 @@ def main(argv=None) -> int:
     p.add_argument("--root", default=None, help="store folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines at evaluations instead)")
+    p.add_argument("--describe", metavar="NPZ", help="print a buffer file's provenance (Markdown) and exit")
     args = p.parse_args(argv)
+    if args.describe:
+        return run_command(lambda: print(describe_replay(args.describe)))
+    if not args.env or not args.dataset_id:
+        p.error("--env and --id are required")
     for name in ("eval_every", "eval_episodes", "max_steps", "checkpoint_every", "batch_size", "threads"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
