@@ -148,6 +148,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     assert br.main(["--env", ENV, *base]) == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "'seed': (7, 0)" in err and "--fresh" in err
+    # one build per checkpoint folder
+    from filelock import FileLock
+
+    with FileLock(ck / "build.lock"):
+        assert br.main(["--env", ENV, *base, "--fresh"]) == 2
+    assert "Another build is running" in capsys.readouterr().err
     # the extra not installed
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)
     assert br.main(["--env", ENV, *base, "--library", "sb3", "--fresh"]) == 2

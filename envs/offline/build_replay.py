@@ -504,7 +504,19 @@ def build_replay(
                               int(max_steps), library, int(learning_starts), int(batch_size))
     settings.check()
     checkpoint_dir = Path(checkpoint_dir).expanduser() if checkpoint_dir else default_checkpoint_dir(dataset_id)
-    state = run_sac(settings, checkpoint_dir, checkpoint_every, fresh, progress, threads)
+    from filelock import FileLock, Timeout
+
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(checkpoint_dir / "build.lock")  # an OS lock: released when its process dies
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ReplayBuildError(f"Another build is running with the checkpoint folder {checkpoint_dir}; wait for it "
+                               "(or stop it) before resuming, or pass another --checkpoint-dir.") from None
+    try:
+        state = run_sac(settings, checkpoint_dir, checkpoint_every, fresh, progress, threads)
+    finally:
+        lock.release()
     command = "python -m rl_minrnn.envs.offline.build_replay " + " ".join(shlex.quote(a) for a in [
         "--env", env_id, "--target-return", f"{target_return:g}", "--id", dataset_id, "--seed", str(seed),
         "--eval-every", str(eval_every), "--eval-episodes", str(eval_episodes), "--max-steps", str(max_steps),
