@@ -158,3 +158,33 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)
     assert br.main(["--env", ENV, *base, "--library", "sb3", "--fresh"]) == 2
     assert 'pip install -e ".[replay]"' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_stable_baselines3_builds_resume_exactly_too(tmp_path, monkeypatch):
+    """--library sb3 (PyTorch): a build stopped right after its first checkpoint (the process 'dies' there)
+    and run again equals an uninterrupted one."""
+    kw = dict(eval_every=150, eval_episodes=1, max_steps=300, library="sb3", checkpoint_every=100, progress=False,
+              verbose=False)
+    br.build_replay(ENV, 1e9, "local/hopper/replay-sb3-v0", checkpoint_dir=tmp_path / "ck-a", root=tmp_path / "a", **kw)
+    save = br._save
+
+    def save_then_die(path, payload):
+        save(path, payload)
+        raise KeyboardInterrupt  # nothing after the checkpoint survives
+
+    monkeypatch.setattr(br, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        br.build_replay(ENV, 1e9, "local/hopper/replay-sb3-v0", checkpoint_dir=tmp_path / "ck-b", root=tmp_path / "b", **kw)
+    monkeypatch.setattr(br, "_save", save)
+    import pickle
+
+    with open(tmp_path / "ck-b" / "state.pkl", "rb") as f:
+        assert 100 <= pickle.load(f)["step"] < 300
+    br.build_replay(ENV, 1e9, "local/hopper/replay-sb3-v0", checkpoint_dir=tmp_path / "ck-b", root=tmp_path / "b", **kw)
+    a = _arrays(tmp_path / "a", "local/hopper/replay-sb3-v0")
+    b = _arrays(tmp_path / "b", "local/hopper/replay-sb3-v0")
+    assert len(a) == len(b) and sum(len(x[1]) for x in a) == 300
+    for x, y in zip(a, b):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
