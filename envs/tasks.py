@@ -19,12 +19,16 @@ class Task:
     medium_policy: str  # behaviour policies (<name>.npz in the policies folder) of the local suite
     expert_policy: str
     build_seed: int  # the local medium dataset's build seed; expert uses build_seed + 1 (no shared reset seeds)
+    # medium-replay (envs.offline.build_replay): SAC trains until its deterministic evaluation reaches the
+    # medium behaviour policy's stochastic mean return (shared/policies/policies.json), the level of the
+    # local medium dataset, as D4RL's medium-replay is the buffer of training up to the medium policy
+    replay_target: float
 
 
 TASKS = {t.name: t for t in (
-    Task("hopper", "Hopper-v5", -20.272305, 3234.3, "hopper-sac", "hopper-tqc", 0),
-    Task("walker2d", "Walker2d-v5", 1.629008, 4592.3, "walker2d-trpo", "walker2d-tqc", 2),
-    Task("halfcheetah", "HalfCheetah-v5", -280.178953, 12135.0, "halfcheetah-ppo", "halfcheetah-tqc", 4),
+    Task("hopper", "Hopper-v5", -20.272305, 3234.3, "hopper-sac", "hopper-tqc", 0, 1665.6),
+    Task("walker2d", "Walker2d-v5", 1.629008, 4592.3, "walker2d-trpo", "walker2d-tqc", 2, 2040.0),
+    Task("halfcheetah", "HalfCheetah-v5", -280.178953, 12135.0, "halfcheetah-ppo", "halfcheetah-tqc", 4, 4987.3),
 )}
 
 

@@ -182,9 +182,10 @@ def test_build_suite_is_idempotent(tmp_path, capsys):
     pol.mkdir()
     for i, name in enumerate(("hopper-sac", "hopper-tqc")):
         MLPPolicy.random(11, 3, hidden=(8,), seed=i).save(pol / f"{name}.npz")
-    write_d4rl(tmp_path / "replay.npz", fmt="npz")
+    (tmp_path / "replay").mkdir()
+    write_d4rl(tmp_path / "replay" / "hopper-medium-replay.npz", fmt="npz")
     root = tmp_path / "store"
-    args = ["--steps", "120", "--tasks", "hopper", "--policies-dir", str(pol), "--replay", str(tmp_path / "replay.npz"),
+    args = ["--steps", "120", "--tasks", "hopper", "--policies-dir", str(pol), "--replay-dir", str(tmp_path / "replay"),
             "--root", str(root), "--num-envs", "2", "--no-progress"]
     assert suite_main(args) == 0
     out = capsys.readouterr().out
@@ -196,6 +197,14 @@ def test_build_suite_is_idempotent(tmp_path, capsys):
     assert "built" not in out and out.count("exists") == 4
     me = load_dataset(str(root / "local/hopper/medium-expert-v0"))
     assert me.num_steps == 240
+    # a task without its buffer: skipped, with the command that makes it
+    import shutil
+
+    shutil.rmtree(root / "local/hopper/medium-replay-v0")
+    (tmp_path / "empty").mkdir()
+    assert suite_main([*args[:6], "--replay-dir", str(tmp_path / "empty"), *args[8:]]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: no replay buffer" in out and "build_replay --env Hopper-v5 --id local/hopper/medium-replay-v0" in out
     assert suite_main(["--policies-dir", str(tmp_path / "none"), "--root", str(tmp_path / "s2"), "--tasks", "hopper"]) == 2
     assert "not found" in capsys.readouterr().err
 
@@ -222,3 +231,19 @@ def test_task_table_gives_distinct_build_seeds_and_the_default_policies_folder()
     seeds = [s for t in TASKS.values() for s in (t.build_seed, t.build_seed + 1)]
     assert len(set(seeds)) == len(seeds)
     assert DEFAULT_POLICIES_DIR == Path(__file__).resolve().parents[1].parent / "shared" / "policies"
+
+
+def test_the_committed_replay_buffers_are_where_build_suite_looks():
+    """build_suite's default replay folder is the repository's replay/ (never ../shared), and every buffer
+    committed there reads as its task's episodes."""
+    from rl_minrnn.envs.offline.build_suite import DEFAULT_REPLAY_DIR, replay_file
+    from rl_minrnn.envs.offline.import_d4rl import read_d4rl_arrays
+    from rl_minrnn.envs.tasks import TASKS
+
+    assert DEFAULT_REPLAY_DIR == Path(__file__).resolve().parents[1] / "replay"
+    present = [t for t in TASKS if replay_file(DEFAULT_REPLAY_DIR, t).is_file()]
+    assert "hopper" in present
+    for task in present:
+        arrays = read_d4rl_arrays(replay_file(DEFAULT_REPLAY_DIR, task))
+        obs_dim = {"hopper": 11, "walker2d": 17, "halfcheetah": 17}[task]
+        assert arrays["observations"].shape[1] == obs_dim and "metadata_json" in arrays

@@ -1,10 +1,12 @@
 """Build the local D4RL-style suite, skipping what already exists (safe to re-run).
 
-    python -m rl_minrnn.envs.offline.build_suite [--steps N] [--policies-dir DIR] [--replay FILE] [--root DIR]
+    python -m rl_minrnn.envs.offline.build_suite [--steps N] [--policies-dir DIR] [--replay-dir DIR] [--root DIR]
 
 Writes ``local/{hopper,walker2d,halfcheetah}/{medium,expert,medium-expert}-v0`` from the behaviour
 policies (``--steps`` each, 1,000,000 by default as in D4RL; stochastic; medium-expert = medium followed
-by expert) and ``local/hopper/medium-replay-v0`` from the replay buffer when that file is present.
+by expert) and ``local/<task>/medium-replay-v0`` from ``<task>-medium-replay.npz`` in the replay folder
+(by default the repository's ``replay/``, where the SAC buffers made by ``build_replay`` are committed,
+since one takes hours to build); a buffer that is absent is skipped with the command that makes it.
 """
 
 from __future__ import annotations
@@ -24,13 +26,24 @@ from rl_minrnn.envs.tasks import TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # in a checkout; the team's shared/ sits beside it
 DEFAULT_POLICIES_DIR = REPO_ROOT.parent / "shared" / "policies"
-DEFAULT_REPLAY = REPO_ROOT.parent / "shared" / "replay" / "hopper-medium-replay.npz"
+DEFAULT_REPLAY_DIR = REPO_ROOT / "replay"  # committed buffers; outside the package, so the wheel stays small
+
+
+def replay_file(replay_dir, task: str) -> Path:
+    return Path(replay_dir) / f"{task}-medium-replay.npz"
+
+
+def replay_command(task: str, replay_dir) -> str:
+    """The command that builds a task's medium-replay buffer into the replay folder."""
+    spec = TASKS[task]
+    return (f"python -m rl_minrnn.envs.offline.build_replay --env {spec.env_id} --id local/{task}/medium-replay-v0 "
+            f"--seed 0 --npz {replay_file(replay_dir, task)}")
 
 
 def build_suite(
     steps: int = 1_000_000,
     policies_dir=DEFAULT_POLICIES_DIR,
-    replay=DEFAULT_REPLAY,
+    replay_dir=DEFAULT_REPLAY_DIR,
     root=None,
     tasks=tuple(TASKS),
     num_envs: int = 16,
@@ -74,16 +87,18 @@ def build_suite(
             t0 = time.perf_counter()
             combine_datasets([f"local/{task}/medium-v0", f"local/{task}/expert-v0"], dataset_id, root=root)
             status[dataset_id] = f"built in {time.perf_counter() - t0:.0f} s"
-    if "hopper" in tasks:
-        dataset_id = "local/hopper/medium-replay-v0"
+    for task in tasks:
+        dataset_id = f"local/{task}/medium-replay-v0"
+        buffer = replay_file(replay_dir, task) if replay_dir is not None else None
         if exists(dataset_id):
             status[dataset_id] = "exists"
-        elif replay is not None and Path(replay).is_file():
+        elif buffer is not None and buffer.is_file():
             t0 = time.perf_counter()
-            import_d4rl(replay, "Hopper-v5", dataset_id, root=root)
+            import_d4rl(buffer, TASKS[task].env_id, dataset_id, root=root)
             status[dataset_id] = f"built in {time.perf_counter() - t0:.0f} s"
         else:
-            status[dataset_id] = f"skipped: replay buffer {replay} not found"
+            status[dataset_id] = (f"skipped: no replay buffer {buffer}; make it (hours) with "
+                                  f"`{replay_command(task, replay_dir or DEFAULT_REPLAY_DIR)}` or pass --replay-dir")
     return status
 
 
@@ -91,7 +106,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rl_minrnn.envs.offline.build_suite", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1_000_000, help="env steps per medium/expert dataset (D4RL: 1M)")
     p.add_argument("--policies-dir", default=str(DEFAULT_POLICIES_DIR), help="folder of the behaviour policy npz files")
-    p.add_argument("--replay", default=str(DEFAULT_REPLAY), help="hopper medium-replay buffer (npz/hdf5); skipped if absent")
+    p.add_argument("--replay-dir", default=str(DEFAULT_REPLAY_DIR),
+                   help="folder of <task>-medium-replay.npz buffers (build_replay --npz); a missing one is skipped")
     p.add_argument("--root", default=None, help="store folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)")
     p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     p.add_argument("--num-envs", type=int, default=16)
@@ -104,14 +120,17 @@ def main(argv=None) -> int:
     def build_and_report() -> None:
         t0 = time.perf_counter()
         status = build_suite(
-            args.steps, args.policies_dir, args.replay, args.root, tuple(args.tasks), args.num_envs,
+            args.steps, args.policies_dir, args.replay_dir, args.root, tuple(args.tasks), args.num_envs,
             progress=not args.no_progress, workers=args.workers,
         )
         root = Path(args.root) if args.root else datasets_root()
         print(f"\nsuite in {root} ({time.perf_counter() - t0:.0f} s):")
         for dataset_id, what in status.items():
             size = sum(f.stat().st_size for f in (root / dataset_id).rglob("*") if f.is_file()) if (root / dataset_id).is_dir() else 0
-            print(f"  {dataset_id:36s} {what:28s} {size / 1e6:8.1f} MB")
+            if what.startswith("skipped"):
+                print(f"  {dataset_id:36s} {what}")
+            else:
+                print(f"  {dataset_id:36s} {what:28s} {size / 1e6:8.1f} MB")
 
     return run_command(build_and_report)
 

@@ -8,6 +8,10 @@ boundary form a final episode cut off when recording stopped (marked truncated).
 of an episode (Minari stores T+1) is ``next_observations`` at its last step; without that array it is
 the last observation repeated (no learner reads it: states are observations[:-1]), recorded in the
 metadata as ``final_observation: repeated``. The env id and D4RL reference scores go into the metadata.
+
+Files written by ``build_replay --npz`` carry three more arrays, read when present: ``final_observations``
+(one per episode, in place of ``next_observations``), ``episode_seeds`` (each episode's reset seed) and
+``metadata_json`` (the build's metadata, merged into the dataset's).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from rl_minrnn.envs.offline import DatasetError, DatasetFormatError, Episode, da
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
 OPTIONAL = ("timeouts", "next_observations")
+PER_EPISODE = ("final_observations", "episode_seeds", "metadata_json")  # build_replay's npz files
 
 
 def read_d4rl_arrays(path) -> dict:
@@ -38,10 +43,12 @@ def read_d4rl_arrays(path) -> dict:
                 for k in REQUIRED + OPTIONAL:
                     if k in data.files:
                         arrays[k] = np.asarray(data[k])
+                extras = {k: np.asarray(data[k]) for k in PER_EPISODE if k in data.files}
                 keys = list(data.files)
         else:
             import h5py
 
+            extras = {}
             with h5py.File(path, "r") as f:
                 for k in REQUIRED + OPTIONAL:
                     if k in f and isinstance(f[k], h5py.Dataset):
@@ -92,6 +99,7 @@ def read_d4rl_arrays(path) -> dict:
     arrays["rewards"] = np.asarray(arrays["rewards"]).reshape(-1)
     arrays["terminals"] = np.asarray(arrays["terminals"]).reshape(-1).astype(bool)
     arrays["timeouts"] = np.asarray(arrays.get("timeouts", np.zeros(n, bool))).reshape(-1).astype(bool)
+    arrays.update(extras)
     return arrays
 
 
@@ -105,9 +113,19 @@ def split_episodes(arrays: dict) -> list[Episode]:
     if len(ends) == 0 or ends[-1] != n:
         ends = np.append(ends, n)  # trailing steps: an episode cut off when recording stopped
     starts = np.concatenate([[0], ends[:-1]])
+    finals, seeds = arrays.get("final_observations"), arrays.get("episode_seeds")
+    for name, per_episode in (("final_observations", finals), ("episode_seeds", seeds)):
+        if per_episode is not None and len(per_episode) != len(ends):
+            raise DatasetFormatError(
+                f"{name} has {len(per_episode)} entries but the arrays hold {len(ends)} episodes; "
+                "the file is damaged: write it again with build_replay --npz."
+            )
     episodes = []
     for i, (s, e) in enumerate(zip(starts, ends)):
-        final = nxt[e - 1] if nxt is not None else obs[e - 1]
+        if finals is not None:
+            final = finals[i]
+        else:
+            final = nxt[e - 1] if nxt is not None else obs[e - 1]
         truncations = tout[s:e].copy()
         if not (term[e - 1] or tout[e - 1]):
             truncations[-1] = True
@@ -119,6 +137,7 @@ def split_episodes(arrays: dict) -> list[Episode]:
                     rewards=rew[s:e],
                     terminations=term[s:e],
                     truncations=truncations,
+                    seed=None if seeds is None else int(seeds[i]),
                 )
             )
         except DatasetFormatError as exc:
@@ -131,17 +150,19 @@ def import_d4rl(path, env_id: str, dataset_id: str, root=None, overwrite: bool =
     root = Path(root) if root is not None else datasets_root()
     arrays = read_d4rl_arrays(path)
     episodes = split_episodes(arrays)
-    has_next = "next_observations" in arrays
+    has_next = "next_observations" in arrays or "final_observations" in arrays
+    extra = {"source_file": Path(path).name, "final_observation": "next_observations" if has_next else "repeated"}
+    if "metadata_json" in arrays:
+        import json
+
+        extra.update(json.loads(str(arrays["metadata_json"])))
     out = write_dataset(
         dataset_id,
         episodes,
         env_id,
         description=f"Imported from the D4RL-style file {Path(path).name} ({len(arrays['rewards'])} transitions).",
         algorithm_name="d4rl-import",
-        extra_metadata={
-            "source_file": Path(path).name,
-            "final_observation": "next_observations" if has_next else "repeated",
-        },
+        extra_metadata=extra,
         root=root,
         overwrite=overwrite,
     )
