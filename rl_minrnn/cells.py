@@ -18,7 +18,8 @@ positive so that its logarithm exists (``log_g``) for the log-space scan. Gates 
 Training computes the coefficients and their gradient in one autograd function per cell with the
 derivatives written out (``_MinGRUCoefficients``, ``_MinLSTMCoefficients``): autograd's own backward of
 the same expressions is about twenty elementwise calls, several on boolean masks (``where``, ``ge``),
-which this CPU build runs 10-30x slower than float arithmetic. The forward values are the same to the bit.
+which this CPU build runs an order of magnitude slower than float arithmetic. The forward values are the
+same to the bit.
 
 Parallel mode (``cell(x, h)``) and step mode (``cell.step(x_t, h)``) compute the same numbers; the
 parallel mode's scan is chosen by ``scan=`` (see :mod:`rl_minrnn.scan`). Reduced-precision inputs

@@ -1,8 +1,8 @@
 """Dropout whose masks are cheap to draw on the CPU.
 
-``torch.nn.Dropout`` draws its CPU masks with ``bernoulli_``, about 5 ns an element here: at the cpu
-profile (batch 64, K = 20, width 64) the seven dropouts of a training step spent 4.9 ms of a 30 ms step
-drawing masks. numpy's PCG64 draws float32 uniforms at about 1 ns an element, so this module draws the
+``torch.nn.Dropout`` draws its CPU masks with ``bernoulli_``, which at the cpu profile (batch 64, K = 20,
+width 64, seven dropouts a step) was a sixth of the training step; numpy's PCG64 draws float32 uniforms
+about three times faster (BENCHMARKS.md, "The training step against 440c381"), so this module draws the
 same masks there: keep an element where ``u >= p`` for ``u`` uniform on [0, 1) in steps of 2^-24 (so
 P(drop) is ``p`` to within 6e-8), scale the kept ones by ``1 / (1 - p)``, as ``nn.Dropout`` does.
 
