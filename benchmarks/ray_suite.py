@@ -114,7 +114,7 @@ def _reporter(job: Job, run_dir: Path, timed):
     from ray import tune
 
     from rl_minrnn.training import TrainerCallback
-    from rl_minrnn.training.checkpoint import write_atomically
+    from rl_minrnn.files import write_atomically
 
     class ReportAndCheckpoint(TrainerCallback):
         """After each evaluation: progress file, ``last.pt``, then both reported to Tune with the score."""

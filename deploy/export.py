@@ -30,7 +30,7 @@ import torch
 
 from rl_minrnn.agents.base import DecisionAgent
 from rl_minrnn.agents.decision_rnn import DecisionRNN
-from rl_minrnn.training.checkpoint import write_atomically
+from rl_minrnn.files import write_atomically
 
 from .graphs import FIRST_INPUTS, step_module
 from .metadata import (FORMAT, FORMAT_VERSION, METADATA_KEY, TORCHSCRIPT_EXTRA_FILE, ExportedPolicyError,

@@ -27,7 +27,7 @@ def modules() -> dict[str, Path]:
 
 
 def layer_of(module: str) -> int:
-    name = "rl_minrnn.core" if module.split(".")[1:2] in ([], ["scan"], ["cells"], ["blocks"], ["dropout"], ["ranges"]) else module
+    name = "rl_minrnn.core" if module.split(".")[1:2] in ([], ["scan"], ["cells"], ["blocks"], ["dropout"], ["ranges"], ["files"]) else module
     return max(i for i, layer in enumerate(LAYERS) if name == layer or name.startswith(layer + "."))
 
 

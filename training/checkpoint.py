@@ -9,14 +9,13 @@ folder, then rename), read with ``weights_only=True`` (no arbitrary pickles).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rl_minrnn.agents import build_agent
+from rl_minrnn.files import write_atomically
 from rl_minrnn.configs.schema import with_added_keys
 
 CHECKPOINT_FORMAT = 1
@@ -53,31 +52,6 @@ def unpack(obj):
     return obj
 
 
-def write_atomically(path: str | Path, write) -> Path:
-    """``write(tmp)`` writes the file's bytes to the path ``tmp``; only a complete, synced file replaces
-    ``path`` (``os.replace`` is atomic), and the folder is synced so the rename survives a power cut. A
-    crash or a failed write leaves the previous file intact and no temporary file behind. The file gets
-    the usual permissions (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_folder(path.parent)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-    return path
-
-
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` to ``path`` with ``write_atomically``; a write that fails (disk full, file too
     large, folder not writable) raises ``CheckpointWriteError`` and leaves the previous file intact."""
@@ -88,19 +62,6 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
         previous = "the previous file is intact" if path.is_file() else "there was no previous file"
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
         raise CheckpointWriteError(f"Could not write the checkpoint {path} ({reason}); {previous}.") from exc
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not possible on every OS (Windows); the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 REQUIRED_KEYS = ("format", "model", "config", "obs_dim", "act_dim", "env_id")

@@ -41,6 +41,7 @@ import numpy as np
 from rl_minrnn.envs.offline import DatasetError, DatasetExistsError, Episode, datasets_root, write_dataset
 from rl_minrnn.envs.offline.commands import run_command
 from rl_minrnn.envs.offline.store import check_dataset_id
+from rl_minrnn.files import write_atomically
 
 LIBRARIES = ("sbx", "sb3")
 DEFAULT_LIBRARY = "sbx"  # benchmarks/sac_speed.py: the faster of the two on one core
@@ -200,23 +201,18 @@ def _load_learner_state(model, library: str, state: dict) -> None:
 # --- checkpoints ----------------------------------------------------------------------------------------
 
 def _save(path: Path, payload: dict) -> None:
-    """Atomic: the pickle goes to a temporary file in the same folder, is synced, then renamed over ``path``
-    (``training.checkpoint.write_atomically`` does the same, but ``envs`` sits below ``training``)."""
+    """Atomic (``rl_minrnn.files.write_atomically``): a crash mid-write leaves the previous checkpoint."""
     import pickle
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    def write(tmp):
         with open(tmp, "wb") as f:
             pickle.dump({"format": CHECKPOINT_FORMAT, **payload}, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+
+    try:
+        write_atomically(path, write)
     except OSError as exc:
         raise ReplayBuildError(f"Could not write the checkpoint {path} ({exc.strerror or exc}); "
                                "the previous one is intact. Free disk space or pass --checkpoint-dir.") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _load(path: Path, settings: ReplaySettings) -> dict:
@@ -424,15 +420,11 @@ def write_npz(path, episodes: list[Episode], metadata: dict) -> Path:
     }
     if all(ep.seed is not None for ep in episodes):
         arrays["episode_seeds"] = np.array([ep.seed for ep in episodes], np.int64)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: given a name, numpy would append ".npz" to it
+            np.savez_compressed(f, **arrays)
+
+    return write_atomically(path, write)
 
 
 def describe_replay(path) -> str:
