@@ -116,6 +116,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the protocol's)")
     parser.add_argument("--eval-every", type=int, default=None, help="default: the protocol's")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per target (default: the protocol's)")
+    parser.add_argument("--final-episodes", type=int, default=None,
+                        help="episodes per target of the final evaluation (default: the protocol's; 0: none)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra config override key=value, applied to every run before the variant's")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ablations"))
@@ -133,6 +135,7 @@ def main(argv=None) -> int:
     steps = args.steps or proto["steps"]
     eval_every = args.eval_every if args.eval_every is not None else proto["eval_every"]
     episodes = args.episodes or proto["episodes"]
+    final_episodes = args.final_episodes if args.final_episodes is not None else proto["final_episodes"]
     if not args.aggregate_only:
         datasets = {d: suite.dataset_available(d)[0] for d in args.datasets}
         todo = [(v, d, a, s) for s in args.seeds for d in args.datasets for v in args.variants for a in args.agents
@@ -142,6 +145,7 @@ def main(argv=None) -> int:
         for i, (v, d, a, s) in enumerate(todo):
             log(f"[{i + 1}/{len(todo)}] {v}: {d} {a} seed {s}")
             plan = {"protocol": args.protocol, "steps": steps, "eval_every": eval_every, "episodes": episodes,
+                    "final_episodes": final_episodes,
                     "threads": proto["threads"], "device": proto["device"],
                     "overrides": [*args.overrides, *VARIANTS[v][1]], "out": str(out), "run_root": args.run_root}
             record = suite.train_and_evaluate(d, a, s, plan, dataset=datasets[d], log=log)

@@ -76,9 +76,9 @@ AGENTS = {
 PEERS = ("d3rlpy_dt",)  # agents trained by another library, in its own environment (benchmarks/peers/)
 PROTOCOLS = {
     "cpu": {"profile": profile_path("cpu"), "seeds": [0, 1, 2], "steps": 1200,
-            "eval_every": 200, "episodes": 10, "threads": 1, "device": "cpu"},
+            "eval_every": 200, "episodes": 10, "final_episodes": 100, "threads": 1, "device": "cpu"},
     "paper": {"profile": None, "seeds": [0, 1, 2, 3, 4], "steps": 100_000, "eval_every": 10_000,
-              "episodes": 100, "threads": 0, "device": "auto"},
+              "episodes": 100, "final_episodes": 100, "threads": 0, "device": "auto"},
 }
 
 
@@ -98,7 +98,8 @@ def run_overrides(dataset_id: str, agent: str, seed: int, plan: dict) -> list[st
     return [f"dataset.id={dataset_id}", *AGENTS[agent], f"seed={seed}", f"train.steps={plan['steps']}",
             f"eval.every={plan['eval_every']}", f"eval.episodes={plan['episodes']}", "eval.at_end=true",
             f"train.threads={plan['threads']}", f"train.device={plan['device']}",
-            f"train.checkpoint_every={10**9}", *plan["overrides"]]
+            f"train.checkpoint_every={10**9}",
+            *([f"eval.final_episodes={plan['final_episodes']}"] if "final_episodes" in plan else []), *plan["overrides"]]
 
 
 def run_name(dataset_id: str, agent: str, seed: int) -> str:
@@ -109,7 +110,9 @@ def run_command(dataset_id: str, agent: str, seed: int, plan: dict) -> str:
     """The suite command that reproduces exactly this run (and only it)."""
     args = ["python", "-m", "benchmarks.suite", "--protocol", plan["protocol"], "--datasets", dataset_id,
             "--agents", agent, "--seeds", str(seed), "--steps", str(plan["steps"]), "--eval-every",
-            str(plan["eval_every"]), "--episodes", str(plan["episodes"]), "--threads", str(plan["threads"]),
+            str(plan["eval_every"]), "--episodes", str(plan["episodes"]),
+            *(["--final-episodes", str(plan["final_episodes"])] if "final_episodes" in plan else []),
+            "--threads", str(plan["threads"]),
             "--device", plan["device"], "--out", str(plan["out"])]
     for o in plan["overrides"]:
         args += ["--set", o]
@@ -159,12 +162,24 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
         "overrides": run_overrides(dataset_id, agent, seed, plan), "config": config.to_dict(),
         "dataset_used": outcome["dataset_used"], "parameters": outcome["parameters"],
         "steps": steps, "last": scores[-1], "best": scores[best_i], "best_step": evals[best_i]["step"],
+        **final_scores(outcome.get("final")),
         "wall_s": outcome["wall_s"], "setup_s": outcome["setup_s"], "train_s": train_s, "eval_s": outcome["eval_s"],
         "train_steps_per_s": steps / max(train_s, 1e-9),
         "train_timesteps_per_s": steps * config.train.batch_size * config.model.context / max(train_s, 1e-9),
         "evals": evals, "machine": outcome["machine"], **({"peer": outcome["peer"]} if "peer" in outcome else {}),
         **({"variant": plan["variant"]} if "variant" in plan else {}),  # a sweep's overrides (benchmarks/sweep.py)
     }
+
+
+def final_scores(final: dict | None) -> dict:
+    """The run's headline (``Trainer.final_evaluation``): ``final_last``, the last checkpoint's score over
+    ``eval.final_episodes`` fresh episodes per target, and ``final_best``, the best in-run evaluation's
+    checkpoint re-evaluated on the same episodes (an online selection); None where there was none."""
+    if not final:
+        return {"final_last": None, "final_best": None, "final_episodes": None, "final": None}
+    best = final.get("best") or final["last"]
+    return {"final_last": final["last"]["score"], "final_best": best["score"], "final_episodes": final["episodes"],
+            "final": final}
 
 
 class TimedEvaluations(TrainerCallback):
@@ -208,9 +223,9 @@ def _train_and_evaluate_here(dataset_id: str, agent: str, seed: int, plan: dict,
     device = trainer.device
     setup_s = time.perf_counter() - wall_start
     timed = timed or TimedEvaluations(plan.get("name", run_name(dataset_id, agent, seed)), log)
-    trainer.run(callbacks=[timed, *callbacks])
+    summary = trainer.run(callbacks=[timed, *callbacks])
     train_s = timed.train_s()
-    return {"evals": timed.evals, "steps": trainer.step, "parameters": sum(p.numel() for p in trainer.agent.parameters()),
+    return {"evals": timed.evals, "final": summary["final"], "steps": trainer.step, "parameters": sum(p.numel() for p in trainer.agent.parameters()),
             "setup_s": setup_s, "train_s": train_s, "eval_s": timed.eval_s, "wall_s": time.perf_counter() - wall_start,
             "dataset_used": trainer.dataset.dataset_id, "machine": machine_info(device)}
 
@@ -257,6 +272,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the protocol's)")
     parser.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: the protocol's)")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per target return (default: the protocol's)")
+    parser.add_argument("--final-episodes", type=int, default=None,
+                        help="episodes per target of the final evaluation of the last and the best checkpoint "
+                             "(default: the protocol's, 100; 0: none)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the protocol's)")
     parser.add_argument("--device", default=None, help="train.device (default: the protocol's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -274,6 +292,7 @@ def main(argv=None) -> int:
     plan = {"protocol": args.protocol, "steps": args.steps or proto["steps"],
             "eval_every": args.eval_every if args.eval_every is not None else proto["eval_every"],
             "episodes": args.episodes or proto["episodes"],
+            "final_episodes": args.final_episodes if args.final_episodes is not None else proto["final_episodes"],
             "threads": args.threads if args.threads is not None else proto["threads"],
             "device": args.device or proto["device"], "overrides": list(args.overrides),
             "out": str(out), "run_root": args.run_root}
@@ -341,7 +360,9 @@ def main(argv=None) -> int:
                 return 2
             record["suite_command"] = command
             write_json(runs_dir / f"{run_name(d, a, s)}.json", record)
-            log(f"  done: last {record['last']:.1f}, best {record['best']:.1f}, train {record['train_s']:.0f}s, "
+            headline = (f"last ({record['final_episodes']} episodes) {record['final_last']:.1f}, best re-evaluated "
+                        f"{record['final_best']:.1f}; in-run " if record.get("final_last") is not None else "")
+            log(f"  done: {headline}last {record['last']:.1f}, best {record['best']:.1f}, train {record['train_s']:.0f}s, "
                 f"eval {record['eval_s']:.0f}s, wall {record['wall_s']:.0f}s")
 
     runs = load_runs(runs_dir, args.datasets, args.agents, seeds)
@@ -351,7 +372,8 @@ def main(argv=None) -> int:
     table, summary = aggregate(runs, args.datasets, args.agents)
     machine = machine_info()
     header = (f"Suite, `{args.protocol}` protocol: {plan['steps']} steps, evaluation every {plan['eval_every']} "
-              f"steps, {plan['episodes']} episodes per target, seeds {' '.join(map(str, seeds))}, "
+              f"steps, {plan['episodes']} episodes per target, the last and the best checkpoint evaluated again "
+              f"with {plan['final_episodes']} fresh episodes per target at the end, seeds {' '.join(map(str, seeds))}, "
               f"{plan['threads'] or 'auto'} torch thread(s).\n\n"
               f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
               f"date {machine['date']}.\n\nCommand: `{command}`\n")
@@ -366,7 +388,7 @@ def main(argv=None) -> int:
     (out / "suite.md").write_text(markdown)
     write_json(out / "suite.json", {"command": command, "plan": plan, "seeds": seeds, "notes": notes,
                                     "machine": machine, "summary": summary,
-                                    "runs": [{k: r[k] for k in ("dataset", "agent", "seed", "last", "best",
+                                    "runs": [{k: r.get(k) for k in ("dataset", "agent", "seed", "final_last", "final_best", "last", "best",
                                                                 "best_step", "train_s", "eval_s", "wall_s")}
                                              for r in runs]})
     return 0

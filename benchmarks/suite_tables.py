@@ -44,12 +44,15 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
         by.setdefault((r["dataset"], r["agent"]), []).append(r)
     datasets = [d for d in datasets if any((d, a) in by for a in agents)]
     summary = {"cells": {}, "equal_time": {}}
-    score_rows, late_rows, time_rows, equal_rows = [], [], [], []
+    score_rows, late_rows, time_rows, equal_rows, final_rows = [], [], [], [], []
+    avg_final = {a: [] for a in agents}
+    avg_final_best = {a: [] for a in agents}
+    final_episodes = sorted({r.get("final_episodes") for r in runs if r.get("final_last") is not None})
     avg_last = {a: [] for a in agents}
     avg_best = {a: [] for a in agents}
     avg_late = {a: [] for a in agents}
     for d in datasets:
-        srow, lrow, erow = [d], [d], [d]
+        srow, lrow, erow, frow = [d], [d], [d], [d]
         train_means = {a: statistics.mean(r["train_s"] for r in by[(d, a)]) for a in agents if (d, a) in by}
         budget = min(train_means.values()) if train_means else math.nan
         summary["equal_time"][d] = {"budget_train_s": budget, "agents": {}}
@@ -57,6 +60,7 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
             rs = sorted(by.get((d, a), []), key=lambda r: r["seed"])
             if not rs:
                 srow.append("-")
+                frow.append("-")
                 lrow.append("-")
                 erow.append("-")
                 time_rows.append([d, AGENT_NAMES[a], "-", "-", "-", "-", "-", "-"])
@@ -66,6 +70,15 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
             avg_last[a].append(last)
             avg_best[a].append(best)
             srow.append(f"{last:.1f} ± {last_sd:.1f} / {best:.1f} ± {best_sd:.1f} (n={len(rs)})")
+            finals = [r for r in rs if r.get("final_last") is not None]
+            fl, fl_sd = mean_std([r["final_last"] for r in finals])
+            fb, fb_sd = mean_std([r["final_best"] for r in finals])
+            if finals:
+                avg_final[a].append(fl)
+                avg_final_best[a].append(fb)
+                frow.append(f"**{fl:.1f}** ± {fl_sd:.1f} / {fb:.1f} ± {fb_sd:.1f} (n={len(finals)})")
+            else:
+                frow.append("-")
             late, late_sd = mean_std([late_score(r) for r in rs])
             avg_late[a].append(late)
             lrow.append(f"{late:.1f} ± {late_sd:.1f}")
@@ -83,25 +96,40 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
                               fmt(train_s, 1), fmt(statistics.median(r["eval_s"] for r in rs), 1),
                               fmt(statistics.median(r["train_steps_per_s"] for r in rs), 1),
                               fmt(ratio, 2, "x"), str(rs[0]["steps"])])
-            summary["cells"][f"{d}|{a}"] = {"n": len(rs), "last_mean": last, "last_std": last_sd,
+            summary["cells"][f"{d}|{a}"] = {"n": len(rs), "final_last_mean": fl, "final_last_std": fl_sd,
+                                            "final_best_mean": fb, "final_best_std": fb_sd, "last_mean": last, "last_std": last_sd,
                                             "best_mean": best, "best_std": best_sd,
                                             "last3_mean": late, "last3_std": late_sd,
                                             "train_s_median": train_s, "dt_train_s_over_this": ratio,
                                             "equal_time_best_mean": ws, "equal_time_best_std": wsd}
             summary["equal_time"][d]["agents"][a] = {"scores": [w[0] for w in within], "steps": [w[1] for w in within]}
         score_rows.append(srow)
+        final_rows.append(frow)
         late_rows.append(lrow)
         erow[0] = f"{d} ({budget:.0f} s)"
         equal_rows.append(erow)
     if len(datasets) > 1:
+        final_rows.append(["**average**"] + [
+            f"**{np.mean(avg_final[a]):.1f}** / {np.mean(avg_final_best[a]):.1f}"
+            if len(avg_final[a]) == len(datasets) else "-" for a in agents])
         score_rows.append(["**average**"] + [
             f"{np.mean(avg_last[a]):.1f} / {np.mean(avg_best[a]):.1f}" if len(avg_last[a]) == len(datasets) else "-"
             for a in agents])
         late_rows.append(["**average**"] + [
             f"{np.mean(avg_late[a]):.1f}" if len(avg_late[a]) == len(datasets) else "-" for a in agents])
     heads = [AGENT_NAMES[a] for a in agents]
+    episodes = "/".join(str(e) for e in final_episodes) or "-"
     md = [
-        "### Normalised score: last ± std / best ± std over seeds",
+        f"### Normalised score, the headline: last checkpoint ({episodes} episodes per target) ± std over seeds / "
+        "best checkpoint re-evaluated on the same episodes",
+        "",
+        "Both on fresh episodes no in-run evaluation used (`eval.final_seed`). `best` is the checkpoint the in-run "
+        "evaluations picked: an online selection, which offline RL does not have; `last` is what a user ends with.",
+        "",
+        markdown_table(["dataset"] + heads, final_rows),
+        "",
+        "### In-run evaluations: last ± std / best ± std over seeds (10-episode evaluations; best = their maximum, "
+        "an online selection)",
         "",
         markdown_table(["dataset"] + heads, score_rows),
         "",

@@ -10,8 +10,11 @@ The file (``benchmarks/sweeps/*.yaml`` are examples):
     datasets: [local/hopper/medium-v0]
     agents: [mingru]                   # suite agents (mingru, minlstm, dt)
     seeds: [0, 1]                      # default: the protocol's
-    steps: 1200                        # optional: steps, eval_every, episodes override the protocol's
+    steps: 1200                        # optional: steps, eval_every, episodes, final_episodes override the protocol's
     set: [eval.episodes=5]             # optional: overrides applied to every run
+    variants:                          # optional: variants listed one by one, each crossed with the grid
+      - {}                             #   the protocol as it is
+      - {train.ema: 0.999, train.lr_schedule: cosine}
     grid:                              # every combination of these values
       train.lr: [1.0e-3, 3.0e-4]
       model.width: [32, 64]
@@ -51,7 +54,7 @@ from benchmarks.common import machine_info, markdown_table, write_json
 from benchmarks.ray_suite import Job, add_ray_arguments, run_jobs
 from rl_minrnn.configs.schema import ConfigError, load_config
 
-KEYS = {"protocol", "datasets", "agents", "seeds", "steps", "eval_every", "episodes", "set", "grid", "sample"}
+KEYS = {"protocol", "datasets", "agents", "seeds", "steps", "eval_every", "episodes", "final_episodes", "set", "variants", "grid", "sample"}
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 
 
@@ -92,11 +95,17 @@ def _is_int(value) -> bool:
 
 
 def variants(sweep: dict, where: str = "sweep") -> list[list[str]]:
-    """The override lists, one per variant: the grid's product, crossed with the random draws if any."""
+    """The override lists, one per variant: the listed variants (each a mapping of overrides; ``{}`` is the
+    protocol as it is) crossed with the grid's product, crossed with the random draws if any."""
     grid = sweep.get("grid") or {}
     if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
         raise SweepError(f"{where}: grid must map config keys to non-empty lists of values")
-    combos = [list(zip(grid, values)) for values in itertools.product(*grid.values())] or [[]]
+    listed = sweep.get("variants") or [{}]
+    if not isinstance(listed, list) or not all(isinstance(v, dict) for v in listed):
+        raise SweepError(f"{where}: variants must be a list of mappings (config key -> value), e.g. "
+                         "[{}, {train.ema: 0.999}]")
+    combos = [list(v.items()) + list(zip(grid, values)) for v in listed
+              for values in itertools.product(*grid.values())]
     draws = [[]]
     if sweep.get("sample"):
         sample = sweep["sample"]
@@ -152,16 +161,17 @@ def plan_jobs(sweep: dict, path: str, out: Path, run_root: str) -> tuple[dict, l
     proto = suite.PROTOCOLS[protocol]
     plan = {"protocol": protocol, "steps": sweep.get("steps", proto["steps"]),
             "eval_every": sweep.get("eval_every", proto["eval_every"]), "episodes": sweep.get("episodes", proto["episodes"]),
+            "final_episodes": sweep.get("final_episodes", proto["final_episodes"]),
             "threads": proto["threads"], "device": proto["device"], "overrides": list(sweep.get("set") or []),
             "out": str(out), "run_root": run_root}
     if not _is_int(plan["eval_every"]) or plan["eval_every"] < 1:  # a run's score is its evaluations
         raise SweepError(f"{path}: eval_every must be an integer >= 1 (each run is scored by its evaluations), "
                          f"got {plan['eval_every']!r}")
-    jobs = []
-    for overrides in variants(sweep, path):
-        tag = variant_tag(overrides)
+    jobs = []  # seeds outer: an interrupted sweep has every variant on the same seeds
+    for s in sweep.get("seeds", proto["seeds"]):
         for d in sweep.get("datasets", [suite.LOCAL_SUITE[0]]):
-            for s in sweep.get("seeds", proto["seeds"]):
+            for overrides in variants(sweep, path):
+                tag = variant_tag(overrides)
                 for a in sweep.get("agents", ["mingru"]):
                     name = f"{suite.run_name(d, a, s)}__{tag}"
                     job = Job(name, d, a, s, {**plan, "overrides": plan["overrides"] + overrides, "name": name,
@@ -191,14 +201,20 @@ def aggregate(records: list[dict], jobs: list[Job]) -> tuple[str, dict]:
             last, last_sd = suite_tables.mean_std([r["last"] for r in rs])
             best, best_sd = suite_tables.mean_std([r["best"] for r in rs])
             late, late_sd = suite_tables.mean_std([suite_tables.late_score(r) for r in rs])
-            row.append(f"{last:.1f} ± {last_sd:.1f} / {best:.1f} ± {best_sd:.1f}; late {late:.1f} (n={len(rs)})")
+            fl, fl_sd = suite_tables.mean_std([r.get("final_last") for r in rs])
+            fb, fb_sd = suite_tables.mean_std([r.get("final_best") for r in rs])
+            final = "" if np.isnan(fl) else f"**{fl:.1f}** ± {fl_sd:.1f} / {fb:.1f} ± {fb_sd:.1f}; in-run "
+            row.append(f"{final}{last:.1f} ± {last_sd:.1f} / {best:.1f} ± {best_sd:.1f}; late {late:.1f} (n={len(rs)})")
             summary[f"{variant_tag(list(variant))}|{d}|{a}"] = {
-                "variant": list(variant), "n": len(rs), "last_mean": last, "last_std": last_sd, "best_mean": best,
+                "variant": list(variant), "n": len(rs), "final_last_mean": fl, "final_last_std": fl_sd,
+                "final_best_mean": fb, "final_best_std": fb_sd, "last_mean": last, "last_std": last_sd, "best_mean": best,
                 "best_std": best_sd, "last3_mean": late, "last3_std": late_sd}
         rows.append(row)
     heads = ["variant", "overrides"] + [f"{d} {suite_tables.AGENT_NAMES[a]}" for d, a in columns]
-    md = ("### Normalised score: last ± std / best ± std over seeds; late = mean of the last "
-          f"{suite_tables.LATE_EVALUATIONS} evaluations\n\n" + markdown_table(heads, rows))
+    md = ("### Normalised score, mean ± std over seeds: **last checkpoint, final evaluation** (`eval.final_episodes` "
+          "fresh episodes per target) / best checkpoint re-evaluated on them (an online selection); then the in-run "
+          "evaluations' last / best (their maximum); late = mean of the last "
+          f"{suite_tables.LATE_EVALUATIONS} in-run evaluations\n\n" + markdown_table(heads, rows))
     return md, summary
 
 

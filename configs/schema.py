@@ -65,6 +65,9 @@ class TrainConfig:
     weight_decay_on: str = "matrices"  # matrices: Linear/conv weights only, biases, LayerNorms and embeddings exempt (GPT, d3rlpy) | all: every parameter (CORL)
     warmup_steps: int = 10_000
     grad_clip: float = 0.25
+    lr_schedule: str = "constant"  # after the warm-up: constant (DT, CORL) | cosine (a half cosine from lr down to lr * lr_final at train.steps; d3rlpy's CosineAnnealingLR) | linear (a straight line to the same)
+    lr_final: float = 0.1  # cosine / linear schedules: the lr at train.steps as a fraction of lr
+    ema: float = 0.0  # decay of an exponential moving average of the weights, updated after every step (0: none); the average is what is evaluated, saved as last.pt/best.pt and exported, the raw weights stay in the checkpoint for training; its decay ramps up as min(ema, (1 + n) / (10 + n)) so the first steps' weights do not linger
     log_every: int = 100  # steps between logged training scalars
     checkpoint_every: int = 1000  # steps between checkpoints/last.pt (also written at the end and on Ctrl-C)
     device: str = "auto"  # auto (cuda when present) | cpu | cuda
@@ -75,12 +78,14 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = 10_000  # steps between evaluations during training (0: no evaluation at all)
+    every: int = 10_000  # steps between evaluations during training (0: no evaluation at all, the final one included)
     episodes: int = 10
     target_returns: list = field(default_factory=lambda: [3600.0, 1800.0])  # raw returns
     mode: str = "auto"  # rollout mode: auto (the agent's default) | recurrent | window
     seed: int = 10_000  # episode i resets with seed + i
     max_episode_steps: int = 1000
+    final_episodes: int = 100  # after the last step, the last checkpoint (and best.pt where it is another step) is evaluated again with this many episodes per target (D4RL's 100; 0: none); written to run_dir/final_eval.json, the run's headline
+    final_seed: int = 1_000_000  # episode i of the final evaluation resets with final_seed + i: episodes no in-run evaluation has seen
     at_end: bool = True  # also evaluate after the last step when `every` (> 0) does not divide `train.steps`
     video: bool = False  # record episode 0 of each evaluation to run_dir/videos (and TensorBoard); software rendering adds time, docs/evaluation.md
 
@@ -104,6 +109,7 @@ class ExperimentConfig:
 # from here (``WEIGHT_DECAY_ON``, ``DEVICES``).
 ROLLOUT_MODES = tuple(dict.fromkeys(mode for agent in AGENTS.values() for mode in agent.rollout_modes))
 WEIGHT_DECAY_ON = ("matrices", "all")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 DEVICES = ("auto", "cpu", "cuda")
 TRACKERS = ("tensorboard", "mlflow", "wandb")  # implemented in training/run_logging.py
 _MODEL_RULES = {"kind": OneOf(tuple(AGENTS))}
@@ -121,6 +127,9 @@ RULES = {
     "train.weight_decay_on": OneOf(WEIGHT_DECAY_ON),
     "train.warmup_steps": Number(0, 10**12, integer=True),
     "train.grad_clip": Number(0, 1e9, why="0: no clipping"),
+    "train.lr_schedule": OneOf(LR_SCHEDULES),
+    "train.lr_final": Number(0, 1),
+    "train.ema": Number(0, 1, high_open=True, why="0: no average; 0.999 averages over about the last 1000 steps"),
     "train.log_every": _STEPS,
     "train.checkpoint_every": _STEPS,
     "train.device": OneOf(DEVICES),
@@ -129,6 +138,8 @@ RULES = {
     "eval.every": Number(0, 10**12, integer=True, why="0: no evaluation"),
     **{f"eval.{name}": rule for name, rule in EVALUATION_OPTIONS.items()},
     "eval.mode": OneOf(("auto", *ROLLOUT_MODES)),
+    "eval.final_episodes": Number(0, 1000, integer=True, why="0: no final evaluation; one environment each, all at once"),
+    "eval.final_seed": EVALUATION_OPTIONS["seed"],
 }
 
 
@@ -250,7 +261,8 @@ def read_yaml(path: str | Path) -> dict:
 # Keys added after runs were already saved, with the value that reproduces what such a run did: a
 # checkpoint's config that lacks one resumes as it was trained, not with today's default.
 ADDED_KEYS = {"model.init": "pytorch", "train.weight_decay_on": "all", "train.window_sampling": "start",
-              "train.loggers": ["tensorboard"]}
+              "train.loggers": ["tensorboard"], "train.lr_schedule": "constant", "train.ema": 0.0,
+              "eval.final_episodes": 0}
 
 
 def with_added_keys(saved: dict) -> dict:

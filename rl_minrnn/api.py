@@ -46,6 +46,13 @@ class TrainResult:
     config: ExperimentConfig = field(repr=False)
     interrupted: bool = False
     dataset_id: str = ""  # the dataset trained on (the shipped sample, when the configured one fell back to it)
+    final: dict | None = field(default=None, repr=False)  # final_eval.json: the last (and best) checkpoint on eval.final_episodes fresh episodes
+
+    @property
+    def final_score(self) -> float | None:
+        """The run's headline: the last checkpoint's normalised score over ``eval.final_episodes`` fresh
+        episodes per target (None without a final evaluation)."""
+        return self.final["last"]["score"] if self.final else None
 
     @property
     def last_checkpoint(self) -> Path:
@@ -53,13 +60,16 @@ class TrainResult:
 
     @property
     def best_checkpoint(self) -> Path | None:
-        """``best.pt``: the weights of the best evaluation (None when the run never evaluated)."""
+        """``best.pt``: the weights of the best in-run evaluation (None when the run never evaluated). Choosing
+        it is an online selection: the evaluations that picked it are episodes in the environment, which
+        offline RL does not have; ``final["best"]`` is its score on fresh episodes."""
         return self.run_dir / "checkpoints" / "best.pt" if self.best_step is not None else None
 
     @property
     def checkpoint(self) -> Path:
-        """The checkpoint to use: ``best.pt`` when the run evaluated, ``last.pt`` otherwise."""
-        return self.best_checkpoint or self.last_checkpoint
+        """The checkpoint to use: ``last.pt``, the policy training ended with (the weight average with
+        ``train.ema``), which is what an offline user can choose without evaluating online."""
+        return self.last_checkpoint
 
     @property
     def metrics_file(self) -> Path:
@@ -147,7 +157,8 @@ def run_trainer(trainer: Trainer, callbacks=()) -> TrainResult:
     last, best = summary["last_eval"], summary["best"]
     return TrainResult(run_dir=trainer.run_dir, step=summary["step"], score=last["score"] if last else None,
                        best_score=best["score"], best_step=best["step"], metrics=dict(last["metrics"]) if last else {},
-                       config=trainer.config, interrupted=summary["interrupted"], dataset_id=trainer.dataset.dataset_id)
+                       config=trainer.config, interrupted=summary["interrupted"], dataset_id=trainer.dataset.dataset_id,
+                       final=summary["final"])
 
 
 def train(config: ConfigLike = None, *, dataset: str | None = None, overrides=None, profile: str | None = None,

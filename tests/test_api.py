@@ -24,7 +24,8 @@ from rl_minrnn.progress import LineProgress, line_interval, progress_bar
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"model.width": 16, "model.depth": 1, "model.context": 5, "train.batch_size": 8, "train.warmup_steps": 10,
-        "train.log_every": 10, "train.threads": 1, "eval.episodes": 2, "eval.max_episode_steps": 30}
+        "train.log_every": 10, "train.threads": 1, "eval.episodes": 2, "eval.max_episode_steps": 30,
+        "eval.final_episodes": 2}
 
 
 def tiny_train(dataset_id, run_dir, **overrides):
@@ -68,7 +69,7 @@ def test_readme_python_api_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md", "exec"), namespace)
     (result,) = calls
     assert result.step == 20 and result.dataset_id == "local/hopper/sample-v0"
-    assert result.checkpoint == tmp_path / "run" / "checkpoints" / "best.pt" and result.checkpoint.is_file()
+    assert result.checkpoint == tmp_path / "run" / "checkpoints" / "last.pt" and result.checkpoint.is_file()
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert float(printed) == pytest.approx(float(printed))  # the score, a number
     policy = namespace["policy"]
@@ -98,7 +99,8 @@ def test_train_takes_a_config_in_any_form(tiny_dataset, tmp_path):
 
 def test_train_returns_scores_paths_and_metrics(trained):
     assert trained.step == 40 and trained.best_step in (20, 40)
-    assert trained.checkpoint == trained.run_dir / "checkpoints" / "best.pt" and trained.last_checkpoint.is_file()
+    assert trained.checkpoint == trained.run_dir / "checkpoints" / "last.pt" and trained.best_checkpoint.is_file()
+    assert trained.final["last"]["step"] == 40 and trained.final_score == trained.final["last"]["score"]
     history = trained.history()
     evals = [e for e in history if any(k.startswith("eval/") for k in e)]
     assert [e["step"] for e in evals] == [20, 40]
@@ -167,7 +169,8 @@ def test_progress_in_a_file_is_a_few_lines_with_a_rate(tiny_dataset, tmp_path, m
     lines with step, rate, loss and ETA, and the evaluation lines as on a terminal."""
     log = tmp_path / "train.log"
     cmd = [sys.executable, str(ROOT / "train_agent.py"), "--run-dir", str(tmp_path / "run"),
-           "--set", f"dataset.id={tiny_dataset.dataset_id}", "--set", "train.steps=600", "--set", "eval.every=300"]
+           "--set", f"dataset.id={tiny_dataset.dataset_id}", "--set", "train.steps=600", "--set", "eval.every=300",
+           "--set", "eval.final_episodes=2"]
     for key, value in TINY.items():
         cmd += ["--set", f"{key}={json.dumps(value)}"]
     env = dict(os.environ, MINARI_DATASETS_PATH=str(minari_store))

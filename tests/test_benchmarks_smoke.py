@@ -17,7 +17,7 @@ def test_suite_tiny(tiny_dataset, tmp_path):
 
     out = tmp_path / "suite"
     argv = ["--protocol", "cpu", "--datasets", tiny_dataset.dataset_id, "test/hopper/absent-v0",
-            "--agents", "mingru", "dt", "--seeds", "0", "1", "--steps", "4", "--eval-every", "2", "--episodes", "1",
+            "--agents", "mingru", "dt", "--seeds", "0", "1", "--steps", "4", "--eval-every", "2", "--episodes", "1", "--final-episodes", "2",
             "--set", "model.width=8", "--set", "model.depth=1", "--set", "eval.max_episode_steps=10",
             "--set", "eval.target_returns=[100]", "--out", str(out), "--run-root", str(tmp_path / "runs"), "--quiet"]
     assert suite.main(argv) == 0
@@ -26,11 +26,14 @@ def test_suite_tiny(tiny_dataset, tmp_path):
     record = json.loads(runs[0].read_text())
     assert [e["step"] for e in record["evals"]] == [2, 4]
     assert record["best"] >= record["last"] - 1e-9 and record["train_s"] > 0
+    assert record["final_episodes"] == 2 and record["final"]["last"]["step"] == 4  # the headline: last, fresh episodes
+    assert record["final_last"] == record["final"]["last"]["score"] and record["final_best"] is not None
     assert "benchmarks.suite" in record["command"] and "--seeds" in record["command"]
     summary = json.loads((out / "suite.json").read_text())
     assert any("absent" in n for n in summary["notes"])
     md = (out / "suite.md").read_text()
     assert "Decision Transformer" in md and "Equal training time" in md
+    assert md.index("the headline: last checkpoint (2 episodes per target)") < md.index("In-run evaluations")
     png = out / f"curves-{tiny_dataset.dataset_id.replace('/', '_')}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in md
     # resume: nothing left to run, tables rebuilt from the JSONs
@@ -59,7 +62,7 @@ def test_ablations_tiny(tiny_dataset, tmp_path):
 
     out = tmp_path / "ablations"
     argv = ["--variants", "fixed", "init-pytorch", "rollout-window", "--datasets", tiny_dataset.dataset_id,
-            "--agents", "mingru", "dt", "--seeds", "0", "--steps", "2", "--eval-every", "2", "--episodes", "1",
+            "--agents", "mingru", "dt", "--seeds", "0", "--steps", "2", "--eval-every", "2", "--episodes", "1", "--final-episodes", "2",
             "--set", "model.width=8", "--set", "model.depth=1", "--set", "eval.max_episode_steps=10",
             "--set", "eval.target_returns=[100]", "--out", str(out), "--run-root", str(tmp_path / "runs")]
     assert ablations.main(argv) == 0

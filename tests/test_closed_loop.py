@@ -24,7 +24,7 @@ GUARD_DATASET = Path(__file__).resolve().parent / "data" / "test" / "halfcheetah
 SETTINGS = ["model.width=64", "model.depth=3", "model.context=20", "model.tokens=fused", "train.batch_size=64",
             "train.lr=1e-3", "train.warmup_steps=200", "train.steps=800", "eval.every=400", "eval.episodes=8",
             "eval.target_returns=[6000]", "train.threads=1", "train.device=cpu", "train.log_every=100",
-            "train.checkpoint_every=1000"]
+            "train.checkpoint_every=1000", "eval.final_episodes=0"]
 
 
 @pytest.fixture(scope="module")

@@ -142,7 +142,8 @@ def test_run_lock_is_exclusive_and_released(tmp_path):
 # ----------------------------------------------------------------------------------------- divergence
 
 
-EVAL_EVERY_STEP = ["eval.every=1", "eval.episodes=1", "eval.max_episode_steps=5", "eval.target_returns=[100]"]
+EVAL_EVERY_STEP = ["eval.every=1", "eval.episodes=1", "eval.max_episode_steps=5", "eval.target_returns=[100]",
+                   "eval.final_episodes=1"]
 
 
 @pytest.mark.parametrize("evaluating", [False, True], ids=["loss", "evaluation"])
@@ -182,7 +183,8 @@ HopperEnv.step = _failing_step
 def test_an_evaluation_that_fails_keeps_the_step_reached(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     args = train_args(run, tiny_dataset.dataset_id, "train.steps=100", "train.checkpoint_every=1000",
-                      "eval.every=20", "eval.episodes=2", "eval.target_returns=[100]")
+                      "eval.every=20", "eval.episodes=2", "eval.target_returns=[100]",
+                      "eval.final_episodes=1")
     proc = cli("train_agent.py", *args, fault=ENV_FAULT)
     assert_one_line_error(proc, 3, "The evaluation at step 20 failed", "injected fault", "saved at step 20",
                           f"--resume {run}", "eval.every=0")

@@ -59,7 +59,8 @@ def test_d3rlpy_runs_in_its_own_environment(tiny_dataset, tmp_path):
     config = load_config(overrides=["model.kind=decision_transformer", "model.width=16", "model.depth=1",
                                     "model.context=4", "train.batch_size=8", "train.steps=6", "eval.every=3",
                                     "eval.episodes=1", "eval.max_episode_steps=10", "eval.target_returns=[300]",
-                                    "train.threads=1", "train.device=cpu"])
+                                    "train.threads=1", "train.device=cpu", "eval.final_episodes=2",
+                                    "eval.final_seed=50", "train.lr_schedule=cosine"])
     try:
         outcome = d3rlpy_dt.train_and_evaluate(config, tiny_dataset, log=lambda *a: None, data_dir=tmp_path)
     except d3rlpy_dt.PeerUnavailable as exc:
@@ -70,3 +71,7 @@ def test_d3rlpy_runs_in_its_own_environment(tiny_dataset, tmp_path):
         (target,) = e["targets"]
         assert 1 <= target["length_mean"] <= 10 and np.isfinite(e["score"])
     assert 0 < outcome["evals"][0]["train_s"] <= outcome["evals"][1]["train_s"]
+    final = outcome["final"]  # the last model, and the best in-run evaluation's, on 2 fresh episodes each
+    assert final["episodes"] == 2 and final["seed"] == 50 and final["last"]["step"] == 6
+    assert final["best"]["step"] in (3, 6) and np.isfinite(final["last"]["score"])
+    assert final["best"].get("same_as_last", False) == (final["best"]["step"] == 6)

@@ -22,7 +22,7 @@ from rl_minrnn.training import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--protocol", "cpu", "--agents", "mingru", "dt", "--seeds", "0", "--steps", "400", "--eval-every", "10",
-        "--episodes", "1", "--set", "model.width=16", "--set", "model.depth=1", "--set", "eval.max_episode_steps=5",
+        "--episodes", "1", "--final-episodes", "2", "--set", "model.width=16", "--set", "model.depth=1", "--set", "eval.max_episode_steps=5",
         "--set", "eval.target_returns=[100]", "--quiet"]
 
 
@@ -98,6 +98,7 @@ seeds: [0]
 steps: 4
 eval_every: 2
 episodes: 1
+final_episodes: 2
 set: [model.depth=1, eval.max_episode_steps=5, "eval.target_returns=[100]"]
 grid:
   model.width: [8, 16]

@@ -102,7 +102,8 @@ def test_checkpoint_from_before_a_config_key_existed_resumes_as_it_was_trained(t
 
 
 def test_evaluation_during_training_keeps_resume_exact(tiny_dataset, tmp_path):
-    ev = ["eval.every=10", "eval.episodes=1", "eval.max_episode_steps=15", "eval.target_returns=[100]"]
+    ev = ["eval.every=10", "eval.episodes=1", "eval.max_episode_steps=15", "eval.target_returns=[100]",
+          "eval.final_episodes=1"]
     straight = Trainer(config("train.steps=20", *ev), tmp_path / "a", progress=False, dataset=tiny_dataset)
     straight.run()
     half = Trainer(config("train.steps=10", *ev), tmp_path / "b", progress=False, dataset=tiny_dataset)
@@ -229,7 +230,8 @@ def test_evaluation_videos_are_recorded(tiny_dataset, tmp_path):
         setup_headless_gl()
     except RenderError as error:
         pytest.skip(str(error))
-    ev = ["eval.every=5", "eval.episodes=1", "eval.max_episode_steps=8", "eval.target_returns=[100]", "eval.video=true"]
+    ev = ["eval.every=5", "eval.episodes=1", "eval.max_episode_steps=8", "eval.target_returns=[100]", "eval.video=true",
+          "eval.final_episodes=1"]
     Trainer(config("train.steps=5", *ev), tmp_path, progress=False, dataset=tiny_dataset).run()
     video = tmp_path / "videos" / "step0000005.mp4"
     assert video.is_file() and video.stat().st_size > 0
@@ -246,3 +248,112 @@ def test_reference_scores_keep_their_source(make_offline_dataset, tmp_path):
     trainer.run()
     _, info = load_agent(tmp_path / "checkpoints" / "last.pt")
     assert info["ref_source"] == "d4rl" and info["ref_max_score"] == pytest.approx(3234.3)
+
+
+# ------------------------------------------------------------------ steady final policies: schedules, weight average, final evaluation
+
+def test_lr_schedules_warm_up_then_decay_to_lr_final_at_the_last_step():
+    from rl_minrnn.training.optimizer import lr_factor
+
+    for schedule in ("cosine", "linear"):
+        train = config("train.steps=100", "train.warmup_steps=10", f"train.lr_schedule={schedule}",
+                       "train.lr_final=0.1").train
+        f = [lr_factor(train)(k) for k in range(100)]
+        assert f[:10] == pytest.approx([(k + 1) / 10 for k in range(10)])  # the k-th update's warm-up
+        assert f[9] == 1.0 and f[-1] == pytest.approx(0.1)  # full lr at the warm-up's end, lr_final at the last update
+        assert all(a >= b for a, b in zip(f[9:], f[10:]))  # decays without a bump
+        middle = f[9 + 45]  # halfway through the decay: cosine and linear both at (1 + 0.1) / 2
+        assert middle == pytest.approx(0.55)
+    cosine = lr_factor(config("train.steps=100", "train.warmup_steps=10", "train.lr_schedule=cosine").train)
+    assert cosine(20) > 1 - 0.45 * (11 / 90)  # cosine stays above the straight line early on
+    constant = lr_factor(config("train.steps=100", "train.warmup_steps=10").train)
+    assert [constant(k) for k in (0, 9, 50, 99, 500)] == pytest.approx([0.1, 1, 1, 1, 1])
+
+
+def test_the_weight_average_is_the_ramped_ema_of_the_weights_brute_force():
+    """``WeightAverage`` against the recurrence written out: a_0 = w_1, a_n = d_n a_{n-1} + (1 - d_n) w_n with
+    d_n = min(decay, (1 + n) / (10 + n)) for the n-th update after the first, in float64."""
+    from rl_minrnn.training.averaging import WeightAverage
+
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 2)
+    average = WeightAverage(module, 0.9)
+    expected, history = None, []
+    for n in range(40):
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(torch.randn_like(p))
+        average.update()
+        w = torch.cat([p.detach().double().flatten() for p in module.parameters()])
+        if expected is None:
+            expected = w.clone()
+        else:
+            d = min(0.9, (1 + n) / (10 + n))  # n earlier updates
+            expected = d * expected + (1 - d) * w
+        history.append(w)
+    got = torch.cat([p.double().flatten() for p in average.module.parameters()])
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, history[-1], atol=1e-2)  # it is an average, not the last weights
+    assert not any(p.requires_grad for p in average.module.parameters())
+
+
+def test_resume_is_exact_with_the_weight_average_and_a_decaying_lr(tiny_dataset, tmp_path):
+    """The raw weights, the average, the optimiser and the schedule continue exactly: 40 steps straight
+    equal 20 + resume to 40, and ``last.pt``'s ``model`` (what evaluate.py and the exporter load) is the
+    average, the raw weights beside it."""
+    from rl_minrnn.training import TrainerCallback
+
+    class StopAt20(TrainerCallback):  # a run killed half-way (the schedule decays to step 40 in both)
+        def on_step(self, trainer, stats):
+            if trainer.step == 20:
+                raise KeyboardInterrupt
+
+    extra = ["train.ema=0.9", "train.lr_schedule=cosine", "train.lr_final=0.2", "train.steps=40"]
+    straight = Trainer(config(*extra), tmp_path / "a", progress=False, dataset=tiny_dataset)
+    straight.run()
+    half = Trainer(config(*extra), tmp_path / "b", progress=False, dataset=tiny_dataset)
+    with pytest.raises(KeyboardInterrupt):
+        half.run(callbacks=[StopAt20()])
+    resumed = Trainer.resume(tmp_path / "b", progress=False, dataset=tiny_dataset)
+    assert resumed.step == 20
+    resumed.run()
+    for a, b in ((straight.agent, resumed.agent), (straight.policy, resumed.policy)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(v, straight.policy.state_dict()[k]) for k, v in straight.agent.state_dict().items())
+    data = read_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert all(torch.equal(data["model"][k], v) for k, v in resumed.policy.state_dict().items())
+    assert all(torch.equal(data["training_model"][k], v) for k, v in resumed.agent.state_dict().items())
+    assert data["average"]["num_averaged"] == 40
+    agent, _ = load_agent(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert all(torch.equal(v, resumed.policy.state_dict()[k]) for k, v in agent.state_dict().items())
+
+
+def test_the_final_evaluation_scores_the_last_and_the_best_checkpoint_on_fresh_episodes(tiny_dataset, tmp_path):
+    import json
+
+    ev = ["eval.every=5", "eval.episodes=1", "eval.max_episode_steps=20", "eval.target_returns=[100]",
+          "eval.final_episodes=3", "eval.final_seed=777", "train.ema=0.9"]
+    trainer = Trainer(config("train.steps=15", *ev), tmp_path, progress=False, dataset=tiny_dataset)
+    summary = trainer.run()
+    final = json.loads((tmp_path / "final_eval.json").read_text())
+    assert summary["final"] == final
+    assert final["episodes"] == 3 and final["seed"] == 777 and final["last"]["step"] == 15
+    assert len(final["last"]["targets"]) == 1
+    # the last checkpoint, re-run by hand on the same seeds, gives the same returns
+    from rl_minrnn.envs.evaluation.rollout import evaluate_agent
+
+    agent, _ = load_agent(tmp_path / "checkpoints" / "last.pt")
+    again = evaluate_agent(agent, tiny_dataset.env_id, 3, [100], seed=777, max_episode_steps=20, progress=False)
+    assert again.targets[0].summary()["return_mean"] == pytest.approx(final["last"]["targets"][0]["return_mean"])
+    best = final["best"]
+    assert best["step"] == trainer.best["step"] and best["in_run_score"] == trainer.best["score"]
+    assert best.get("same_as_last") == (trainer.best["step"] == 15)
+    metrics = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("final/last_score" in m for m in metrics)
+
+
+def test_no_final_evaluation_when_evaluation_is_off(tiny_dataset, tmp_path):
+    summary = Trainer(config("train.steps=5", "eval.final_episodes=5"), tmp_path, progress=False,
+                      dataset=tiny_dataset).run()
+    assert summary["final"] is None and not (tmp_path / "final_eval.json").exists()

@@ -1,4 +1,10 @@
-"""AdamW with GPT's weight-decay groups, and the linear warm-up schedule.
+"""AdamW with GPT's weight-decay groups, and the learning-rate schedule: a linear warm-up, then constant
+(DT's gym code, CORL) or decaying to ``lr * lr_final`` at the last step (cosine, as d3rlpy's
+``CosineAnnealingLRFactory`` and minGPT's decay; or linear).
+
+Why a decay: with a constant lr the policy keeps moving as much at the last step as in the middle of
+training, so the checkpoint a run ends with is one draw among the policies it wanders through
+(BENCHMARKS.md, "Steady final policies"); a decay to the end shrinks the last steps' moves.
 
 Weight decay pulls a parameter towards zero. That is a prior on the weight matrices of Linear (and conv)
 layers, but not on what sets an offset or a scale: a bias, a LayerNorm gain (decayed towards 0 instead
@@ -13,7 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rl_minrnn.configs.schema import WEIGHT_DECAY_ON
+import math
+
+from rl_minrnn.configs.schema import LR_SCHEDULES, WEIGHT_DECAY_ON
 
 DECAYED_MODULES = (nn.Linear, nn.Conv1d)
 
@@ -40,6 +48,22 @@ def build_optimizer(model: nn.Module, train) -> tuple[torch.optim.AdamW, torch.o
     (``tests/test_agents.py``). The fused kernel, fewer calls still, rounds some elements differently (1 ulp)."""
     optimizer = torch.optim.AdamW(parameter_groups(model, train.weight_decay, train.weight_decay_on), lr=train.lr,
                                   foreach=True)
-    warmup = max(1, train.warmup_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(train))
     return optimizer, scheduler
+
+
+def lr_factor(train):
+    """``step -> lr / train.lr`` after ``step`` updates: linear warm-up over ``warmup_steps``, then
+    ``lr_schedule`` from 1 at the warm-up's end to ``lr_final`` at ``train.steps`` (held there after it)."""
+    if train.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {train.lr_schedule!r}")
+    warmup, steps, schedule, final = max(1, train.warmup_steps), train.steps, train.lr_schedule, train.lr_final
+
+    def factor(step: int) -> float:
+        if step + 1 < warmup or schedule == "constant":
+            return min(1.0, (step + 1) / warmup)
+        progress = min(1.0, (step + 1 - warmup) / max(1, steps - warmup))
+        shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+        return final + (1.0 - final) * shape
+
+    return factor

@@ -1,5 +1,5 @@
 """One optimisation step, the one training runs and the speed benchmarks time: forward, masked action
-loss, backward, gradient clipping, the non-finite check, the update.
+loss, backward, gradient clipping, the non-finite check, the update, and the weight average's update (``train.ema``).
 
 It knows nothing of run folders, samplers or checkpoints (``Trainer`` does), so ``benchmarks/train_speed.py``
 builds it from an agent and the ``train`` config and times exactly what a run does.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from .averaging import WeightAverage
 from .optimizer import build_optimizer
 
 
@@ -31,9 +32,11 @@ class TrainingStep:
 
     def __init__(self, agent, train, model=None):
         """``model``: what the forward calls (``torch.compile(agent)`` or the agent itself); ``train``: the
-        ``train`` config (lr, weight decay and its groups, warm-up, ``grad_clip``)."""
+        ``train`` config (lr, its schedule, weight decay and its groups, ``grad_clip``, ``ema``).
+        ``average``: the ``WeightAverage`` of the agent when ``train.ema`` > 0, else None."""
         self.agent, self.model = agent, model if model is not None else agent
         self.optimizer, self.scheduler = build_optimizer(agent, train)
+        self.average = WeightAverage(agent, train.ema) if train.ema > 0 else None
         self.grad_clip = train.grad_clip or float("inf")
         self.parameters = [p for p in agent.parameters() if p.requires_grad]
 
@@ -51,4 +54,6 @@ class TrainingStep:
             raise NonFiniteStep(float(loss.detach()), float(grad_norm))
         self.optimizer.step()
         self.scheduler.step()
+        if self.average is not None:
+            self.average.update()
         return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "timesteps": batch["mask"].sum().detach()}, new_state

@@ -4,6 +4,13 @@
 continues from ``run_dir/checkpoints/last.pt`` exactly: same data order, same RNG streams, so N steps
 straight and N/2 + resume to N give identical weights.
 
+The policy a run evaluates, saves (``last.pt``/``best.pt``'s ``model``) and exports is ``Trainer.policy``:
+the exponential moving average of the weights when ``train.ema`` > 0 (``training/averaging.py``; the raw
+weights are the checkpoint's ``training_model``), the raw weights otherwise. After the last step the last
+checkpoint, and ``best.pt`` where the in-run evaluations picked another step, are evaluated again with
+``eval.final_episodes`` fresh episodes per target: ``final_eval.json``, the run's headline (``last``; the
+best checkpoint is an online selection, reported beside it).
+
 Faults stop a run without losing it (``docs/faults.md``): one trainer per run folder (``RunLock``); a
 non-finite loss or gradient stops training before the optimiser applies it, and no checkpoint is ever
 written with non-finite weights; an evaluation that raises leaves ``last.pt`` of the step reached; a
@@ -13,6 +20,8 @@ message says what happened, what was kept and what to try.
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 import signal
 import threading
@@ -30,6 +39,7 @@ from rl_minrnn.envs.offline.normalization import StateNormalizer
 from rl_minrnn.envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
 from rl_minrnn.agents import build_agent
 from rl_minrnn import detach_state, mask_state
+from rl_minrnn.files import write_atomically
 from rl_minrnn.progress import progress_bar
 
 from .callbacks import TrainerCallback
@@ -81,11 +91,17 @@ class Trainer:
         self.sampler = self._make_sampler()
         self.training_step = TrainingStep(self.agent, config.train, self.model)
         self.optimizer, self.scheduler = self.training_step.optimizer, self.training_step.scheduler
+        self.average = self.training_step.average
         self.step = 0
         self.carried = None  # the recurrent state carried between chunks (sequence regime)
         self.best = {"score": None, "step": None}
         self.last_eval = None
         self.callbacks: list[TrainerCallback] = []
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        """What is evaluated, saved as the checkpoint's ``model`` and exported: the weight average, or the agent."""
+        return self.average.module if self.average is not None else self.agent
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -118,6 +134,11 @@ class Trainer:
                     raise ConfigError(f"{key}: cannot be changed when resuming (only {', '.join(RESUMABLE_KEYS)} "
                                       "can); start a new run instead")
             config = load_config(overrides=list(overrides), base=data["config"])
+            saved_steps = data["config"]["train"]["steps"]
+            if config.train.lr_schedule != "constant" and config.train.steps != saved_steps:
+                log(f"Note: train.steps {saved_steps} -> {config.train.steps} moves the end of the {config.train.lr_schedule} "
+                    f"lr decay to step {config.train.steps}; from step {data['step']} on the lr follows the new schedule, "
+                    "so the run differs from one trained with that many steps from the start.")
             if dataset is None:  # the dataset the run actually used (the sample, if it fell back to it)
                 dataset = load_dataset(data["dataset_id"], download=False)
             trainer = cls(config, run_dir, log=log, progress=progress, dataset=dataset, lock=lock)
@@ -132,8 +153,17 @@ class Trainer:
             raise CheckpointError(f"Checkpoint {source} was trained on observations/actions of size "
                                   f"{data['obs_dim']}/{data['act_dim']} but dataset {self.dataset.dataset_id!r} has "
                                   f"{self.dataset.obs_dim}/{self.dataset.act_dim}")
-        load_weights(self.agent, data["model"], source)
+        if self.average is not None:
+            if "training_model" not in data:
+                raise CheckpointError(f"Checkpoint {source} has no raw training weights to go on with (it was "
+                                      "saved without train.ema); start a new run instead")
+            load_weights(self.agent, data["training_model"], source)
+            load_weights(self.average.module, data["model"], source)
+        else:
+            load_weights(self.agent, data["model"], source)
         try:
+            if self.average is not None:
+                self.average.load_state_dict(data["average"], data["model"])
             self.optimizer.load_state_dict(data["optimizer"])
             self.scheduler.load_state_dict(data["scheduler"])
             self.sampler.load_state_dict(data["sampler"])
@@ -150,8 +180,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_payload(self) -> dict:
+        averaged = {} if self.average is None else {"training_model": self.agent.state_dict(),
+                                                    "average": self.average.state_dict()}
         return {
-            "model": self.agent.state_dict(),
+            "model": self.policy.state_dict(),
+            **averaged,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -178,7 +211,8 @@ class Trainer:
         """Write ``checkpoints/<name>.pt`` atomically; refuse non-finite weights (they would overwrite the
         last good file with a model that can only produce NaN)."""
         path = self.run_dir / "checkpoints" / f"{name}.pt"
-        bad = [k for k, v in self.agent.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        weights = {**self.agent.state_dict(), **{f"average.{k}": v for k, v in self.policy.state_dict().items()}}
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:
             raise TrainingDivergedError(
                 f"The weights are non-finite at step {self.step} ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
@@ -222,7 +256,7 @@ class Trainer:
             setup_headless_gl()
             recorder = VideoRecorder(video_path, width=240, height=240)
         result = evaluate_agent(
-            self.agent, self.dataset.env_id, c.episodes, c.target_returns, seed=c.seed,
+            self.policy, self.dataset.env_id, c.episodes, c.target_returns, seed=c.seed,
             mode=c.mode, ref_scores=self.ref_scores, progress=progress,
             max_episode_steps=c.max_episode_steps, num_threads=1, trained_on=self.dataset.dataset_id,
             render=recorder,
@@ -242,6 +276,7 @@ class Trainer:
         c = self.config
         self.callbacks = list(callbacks)
         interrupted = {"flag": False}
+        final = None
 
         def on_interrupt(signum, frame):  # finish the current step, then save and stop
             if interrupted["flag"]:
@@ -275,6 +310,8 @@ class Trainer:
                 raise
             else:
                 self.save("last")
+                if c.eval.every and c.eval.final_episodes and not interrupted["flag"]:
+                    final = self.final_evaluation(logger, bar)
             finally:
                 bar.close()
                 logger.close()
@@ -285,7 +322,8 @@ class Trainer:
         if interrupted["flag"]:
             self.log(f"Interrupted at step {self.step}: saved {self.run_dir / 'checkpoints' / 'last.pt'}; "
                      f"continue with: {resume_command(self.run_dir)}")
-        return {"step": self.step, "best": self.best, "last_eval": self.last_eval, "interrupted": interrupted["flag"]}
+        return {"step": self.step, "best": self.best, "last_eval": self.last_eval, "interrupted": interrupted["flag"],
+                "final": final}
 
     def _loop(self, logger: MetricsLogger, bar, interrupted: dict) -> None:
         c = self.config
@@ -315,6 +353,53 @@ class Trainer:
                 self.save("last")
         if not interrupted["flag"] and c.eval.every and c.eval.at_end and evaluated_at != self.step:
             self._evaluate_and_log(logger, bar)
+
+    def _evaluate_final(self, policy: torch.nn.Module):
+        c = self.config.eval
+        return evaluate_agent(
+            policy, self.dataset.env_id, c.final_episodes, c.target_returns, seed=c.final_seed, mode=c.mode,
+            ref_scores=self.ref_scores, progress=False, max_episode_steps=c.max_episode_steps, num_threads=1,
+            trained_on=self.dataset.dataset_id)
+
+    def final_evaluation(self, logger: MetricsLogger | None = None, bar=None) -> dict:
+        """The last checkpoint's policy, and ``best.pt``'s where it is another step, each with
+        ``eval.final_episodes`` episodes per target on reset seeds ``eval.final_seed + i`` that no in-run
+        evaluation used (so the best one's score is not the maximum over noisy evaluations). Written to
+        ``final_eval.json``; returned as ``{"last": ..., "best": ... or None, ...}``."""
+        c = self.config.eval
+        out = {"step": self.step, "episodes": c.final_episodes, "seed": c.final_seed,
+               "target_returns": list(c.target_returns), "ema": self.config.train.ema, "last": None, "best": None}
+        candidates = [("last", self.step, self.policy)]
+        best_path = self.run_dir / "checkpoints" / "best.pt"
+        if self.best["step"] is not None and self.best["step"] != self.step and best_path.is_file():
+            best_policy = copy.deepcopy(self.policy)
+            load_weights(best_policy, read_checkpoint(best_path)["model"], str(best_path))
+            candidates.append(("best", self.best["step"], best_policy))
+        tick_all = time.perf_counter()
+        for name, step, policy in candidates:
+            tick = time.perf_counter()
+            try:
+                result = self._evaluate_final(policy)
+            except NonFiniteActionError as exc:
+                raise EvaluationFailedError(f"The final evaluation of the {name} checkpoint (step {step}) produced "
+                                            f"non-finite actions: {exc}") from None
+            out[name] = {"step": step, "score": result.score(), "episodes": c.final_episodes,
+                         "seconds": time.perf_counter() - tick,
+                         "in_run_score": self.best["score"] if name == "best" else
+                         (self.last_eval or {}).get("score") if (self.last_eval or {}).get("step") == step else None,
+                         "targets": [t.summary() for t in result.targets]}
+            if logger is not None:
+                logger.log(self.step, {f"final/{name}_score": out[name]["score"], **result.metrics(f"final/{name}")})
+        if out["best"] is None and self.best["step"] == self.step:
+            out["best"] = {**out["last"], "same_as_last": True}
+        out["seconds"] = time.perf_counter() - tick_all
+        write_atomically(self.run_dir / "final_eval.json", lambda tmp: Path(tmp).write_text(json.dumps(out, indent=2)))
+        line = (f"final evaluation ({c.final_episodes} episodes per target, {out['seconds']:.0f} s): "
+                f"last (step {self.step}) {out['last']['score']:.1f}")
+        if out["best"] is not None and not out["best"].get("same_as_last"):
+            line += f", best (step {out['best']['step']}, online selection) {out['best']['score']:.1f}"
+        (bar.write if bar is not None else self.log)(line)
+        return out
 
     def _save_after_failure(self, exc: BaseException) -> None:
         """Keep the step reached when something other than the weights or the disk failed; a failure of

@@ -115,8 +115,26 @@ def worker_spec(config, dataset, data_path: Path) -> dict:
         "max_timestep": m.max_timestep, "batch_size": t.batch_size, "lr": t.lr, "weight_decay": t.weight_decay,
         "grad_clip": t.grad_clip, "warmup_steps": t.warmup_steps, "return_scale": config.dataset.return_scale,
         "steps": t.steps, "eval_every": e.every, "episodes": e.episodes, "target_returns": list(e.target_returns),
-        "eval_seed": e.seed, "max_episode_steps": e.max_episode_steps,
+        "eval_seed": e.seed, "max_episode_steps": e.max_episode_steps, "lr_schedule": t.lr_schedule,
+        "lr_final": t.lr_final, "final_episodes": e.final_episodes if e.every else 0, "final_seed": e.final_seed,
     }
+
+
+def to_final(raw: dict | None, dataset, spec: dict, best_in_run: float | None) -> dict | None:
+    """The worker's final evaluation in ``Trainer.final_evaluation``'s layout (scores normalised here)."""
+    if not raw:
+        return None
+    out = {"step": raw["last"]["step"], "episodes": raw["episodes"], "seed": raw["seed"],
+           "target_returns": list(spec["target_returns"]), "ema": 0.0, "seconds": raw["seconds"]}
+    for name in ("last", "best"):
+        if name in raw:
+            result = to_evaluation(raw[name]["targets"], dataset, {**spec, "episodes": raw["episodes"],
+                                                                   "eval_seed": raw["seed"]})
+            out[name] = {"step": raw[name]["step"], "score": result.score(), "episodes": raw["episodes"],
+                         "in_run_score": best_in_run if name == "best" else None,
+                         "targets": [t.summary() for t in result.targets]}
+    out.setdefault("best", {**out["last"], "same_as_last": True})
+    return out
 
 
 def to_evaluation(targets: list[dict], dataset, spec: dict):
@@ -165,7 +183,8 @@ def train_and_evaluate(config, dataset, log=print, venv: Path = DEFAULT_VENV, da
         summaries = [t.summary() for t in result.targets]
         evals.append({"step": e["step"], "train_s": e["train_s"], "eval_s": e["eval_s"], "score": result.score(),
                       "targets": summaries})
-    return {"evals": evals, "steps": raw["steps"], "parameters": raw["parameters"], "setup_s": raw["setup_s"],
+    final = to_final(raw.get("final"), dataset, spec, max((e["score"] for e in evals), default=None))
+    return {"evals": evals, "final": final, "steps": raw["steps"], "parameters": raw["parameters"], "setup_s": raw["setup_s"],
             "train_s": raw["train_s"], "eval_s": raw["eval_s"], "wall_s": raw["wall_s"],
             "peer": {"library": "d3rlpy", "version": raw["d3rlpy"], "gymnasium": raw["gymnasium"],
                      "torch": raw["torch"], "spec": {k: v for k, v in spec.items() if k != "data"}}}

@@ -77,16 +77,33 @@ def main(argv=None, runs_root: str | Path = "runs") -> int:
         return 2
     run_dir = result.run_dir
     print(f"Trained to step {result.step}.")
+    if result.final is not None:
+        final, best = result.final, result.final["best"]
+        print(f"Final evaluation, {final['episodes']} episodes per target: the last checkpoint (step {result.step}) "
+              f"scores {_score_text(final['last'])}"
+              + ("" if best is None or best.get("same_as_last") else
+                 f"; the best in-run evaluation's checkpoint (step {best['step']}, an online selection) {_score_text(best)}")
+              + ".")
     if result.score is not None:
         last_step = trainer.last_eval["step"]
-        print(f"Last evaluation (step {last_step}): normalised score {result.score:.1f}; "
-              f"best {result.best_score:.1f} at step {result.best_step}.")
+        print(f"In-run evaluations ({trainer.config.eval.episodes} episodes per target): last (step {last_step}) "
+              f"{result.score:.1f}, best {result.best_score:.1f} at step {result.best_step}.")
     trackers = [name for name in result.config.train.loggers if name != "tensorboard"]
     print(f"Results in {run_dir}: config.yaml, metrics.jsonl, tensorboard/ (tensorboard --logdir {run_dir}), "
           f"checkpoints/last.pt" + (", checkpoints/best.pt" if result.best_step is not None else "")
+          + (", final_eval.json" if result.final is not None else "")
           + "".join(f"; {name}: {where}" for name, where in _tracker_notes(trackers, run_dir)))
     print(f"Evaluate with: python evaluate.py --checkpoint {result.checkpoint} --episodes 10")
     return 130 if result.interrupted else 0
+
+
+def _score_text(entry: dict) -> str:
+    """``61.2 ± 1.9 (standard error)``: the best target's mean normalised score (mean return without
+    reference scores) and its standard error over the episodes."""
+    key = "normalized_score" if entry["targets"][0]["normalized_score_mean"] is not None else "return"
+    best = max(entry["targets"], key=lambda t: t[f"{key}_mean"])
+    std, n = best[f"{key}_std"], int(entry["episodes"])
+    return f"{entry['score']:.1f}" + (f" ± {std / n ** 0.5:.1f} (standard error)" if std is not None and n > 1 else "")
 
 
 def _tracker_notes(names, run_dir: Path):
