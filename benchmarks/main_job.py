@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """The README's main job, measured as a new user runs it: ``python train_agent.py`` with no arguments
 (Hopper medium, cpu profile, offline: the shipped Hopper sample), its wall-clock time from the command's
-start to its exit and the normalised score of every evaluation it makes. More seeds run the same
+start to its exit, its headline (the last checkpoint over ``eval.final_episodes`` fresh episodes per target,
+``final_eval.json``; the best in-run evaluation's checkpoint re-evaluated beside it, an online selection) and
+the normalised score of every in-run evaluation. More seeds run the same
 configuration with ``--set seed=K`` (which, being an argument, also spells out the profile and the
 fallback that the no-argument job implies), for the spread.
 
@@ -12,6 +14,10 @@ episodes, targets and seed), so that the job's score has the outside reference b
     python -m benchmarks.main_job                    # seeds 0 (the no-argument command), 1, 2; ~7 min
     python -m benchmarks.main_job --reference        # and d3rlpy's DT on the same; ~30 min more
     python -m benchmarks.main_job --seeds 0
+    python -m benchmarks.main_job --baseline 09e1c35  # and that revision's job per seed, alternating: the time ratio
+
+``--baseline REV`` runs that revision's job (``git archive``, imported from a copy, ``python -m
+rl_minrnn.cli.train`` with the same arguments) before each seed's job, so both see the same machine load.
 
 Writes ``benchmarks/results/main_job.json`` and ``main_job.md``.
 """
@@ -35,11 +41,26 @@ import numpy as np
 from benchmarks.common import write_results, machine_info, markdown_table
 
 
-def job_command(seed: int, run_dir: Path) -> list[str]:
+def job_command(seed: int, run_dir: Path, entry: list[str] | None = None) -> list[str]:
+    """``entry``: how the job is started (default ``train_agent.py``, the README's; a baseline revision's copy
+    is started as ``-m rl_minrnn.cli.train``)."""
+    entry = entry or ["train_agent.py"]
     if seed == 0:  # the README's command itself (plus where to write, so that runs do not collide)
-        return [sys.executable, "train_agent.py", "--no-progress", "--run-dir", str(run_dir)]
-    return [sys.executable, "train_agent.py", "--no-progress", "--profile", "cpu", "--set", "dataset.fallback_to_sample=true",
+        return [sys.executable, *entry, "--no-progress", "--run-dir", str(run_dir)]
+    return [sys.executable, *entry, "--no-progress", "--profile", "cpu", "--set", "dataset.fallback_to_sample=true",
             "--set", f"seed={seed}", "--run-dir", str(run_dir)]
+
+
+def final_scores(run_dir: Path) -> dict:
+    """``final_eval.json`` of a run: the last checkpoint's and the best one's scores on fresh episodes."""
+    path = run_dir / "final_eval.json"
+    if not path.is_file():  # a revision without the final evaluation
+        return {"final_last": None, "final_best": None, "final_s": 0.0, "final_episodes": None}
+    final = json.loads(path.read_text())
+    best = final.get("best") or final["last"]
+    return {"final_last": final["last"]["score"], "final_best": best["score"], "final_best_step": best["step"],
+            "final_s": final["seconds"], "final_episodes": final["episodes"],
+            "final_targets": {name: final[name]["targets"] for name in ("last", "best") if final.get(name)}}
 
 
 def evaluations(run_dir: Path) -> list[dict]:
@@ -55,10 +76,11 @@ def evaluations(run_dir: Path) -> list[dict]:
     return out
 
 
-def run_job(seed: int, root: Path) -> dict:
+def run_job(seed: int, root: Path, site: Path | None = None) -> dict:
+    """``site``: an importable copy of another revision (``--baseline``), run instead of this tree."""
     run_dir = root / f"seed{seed}"
-    command = job_command(seed, run_dir)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = job_command(seed, run_dir, ["-m", "rl_minrnn.cli.train"] if site else None)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"PYTHONPATH": str(site)} if site else {})}
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     wall_s = time.perf_counter() - start
@@ -69,7 +91,8 @@ def run_job(seed: int, root: Path) -> dict:
     dataset_line = next((l for l in done.stdout.splitlines() if l.startswith("Dataset ") and " episodes, " in l), "")
     return {"seed": seed, "command": shlex.join(["python", *command[1:]]), "wall_s": wall_s,
             "last": evals[-1]["score"], "best": max(e["score"] for e in evals),
-            "eval_s": sum(e["eval_s"] or 0.0 for e in evals), "evals": evals, "dataset": dataset_line,
+            "eval_s": sum(e["eval_s"] or 0.0 for e in evals), **final_scores(run_dir), "evals": evals,
+            "dataset": dataset_line,
             "stdout_tail": done.stdout.splitlines()[-4:]}
 
 
@@ -83,7 +106,10 @@ def reference_run(run_dir: Path, log=print) -> dict:
     dataset = load_training_dataset(config, log=lambda *a: None)
     outcome = d3rlpy_dt.train_and_evaluate(config, dataset, log=log, data_dir=run_dir.parent / "peer-data")
     scores = [e["score"] for e in outcome["evals"]]
-    return {"last": scores[-1], "best": max(scores), "wall_s": outcome["wall_s"], "train_s": outcome["train_s"],
+    final = outcome.get("final")
+    return {"final_last": final["last"]["score"] if final else None,
+            "final_best": (final.get("best") or final["last"])["score"] if final else None,
+            "last": scores[-1], "best": max(scores), "wall_s": outcome["wall_s"], "train_s": outcome["train_s"],
             "evals": [{"step": e["step"], "score": e["score"]} for e in outcome["evals"]], "peer": outcome["peer"]}
 
 
@@ -91,42 +117,78 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "main_job"))
+    parser.add_argument("--baseline", default=None, metavar="REV",
+                        help="also run this git revision's job before each seed's (e.g. 09e1c35): the wall-clock ratio")
     parser.add_argument("--reference", action="store_true",
                         help="also train d3rlpy's DT with each job's config, after all the jobs (their timing stays alone)")
     args = parser.parse_args(argv)
-    runs = []
+    runs, baseline = [], []
     with tempfile.TemporaryDirectory(prefix="main_job_") as tmp:
+        site = None
+        if args.baseline:
+            from benchmarks.train_speed_versions import checkout
+
+            site = checkout(args.baseline, Path(tmp) / "baseline-site")
         for seed in args.seeds:
+            if site is not None:
+                print(f"seed {seed}, {args.baseline}: the same job from that revision", flush=True)
+                baseline.append(run_job(seed, Path(tmp) / "baseline", site))
+                print(f"  {baseline[-1]['wall_s'] / 60:.1f} min, in-run last {baseline[-1]['last']:.1f}", flush=True)
             print(f"seed {seed}: {shlex.join(job_command(seed, Path(tmp) / f'seed{seed}')[1:])}", flush=True)
             runs.append(run_job(seed, Path(tmp)))
             r = runs[-1]
-            print(f"  {r['wall_s'] / 60:.1f} min, last {r['last']:.1f}, best {r['best']:.1f}", flush=True)
+            headline = "" if r["final_last"] is None else f"last ({r['final_episodes']} episodes) {r['final_last']:.1f}, " \
+                f"best re-evaluated {r['final_best']:.1f}; "
+            print(f"  {r['wall_s'] / 60:.1f} min, {headline}in-run last {r['last']:.1f}, best {r['best']:.1f}", flush=True)
         if args.reference:
             for r in runs:
                 print(f"seed {r['seed']}: d3rlpy DT with the job's config", flush=True)
                 r["d3rlpy_dt"] = reference_run(Path(tmp) / f"seed{r['seed']}")
                 print(f"  last {r['d3rlpy_dt']['last']:.1f}, best {r['d3rlpy_dt']['best']:.1f}", flush=True)
-    heads = ["seed", "wall min", "eval s", "score at each evaluation", "last", "best"]
-    rows = [[r["seed"], f"{r['wall_s'] / 60:.2f}", f"{r['eval_s']:.0f}",
-             " / ".join(f"{e['score']:.1f}" for e in r["evals"]), f"{r['last']:.1f}", f"{r['best']:.1f}"] for r in runs]
+    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    heads = ["seed", "wall min", "in-run eval s", "final eval s", "**last, final evaluation**",
+             "best re-evaluated (online selection)", "in-run score at each evaluation", "in-run last", "in-run best"]
+    rows = [[r["seed"], f"{r['wall_s'] / 60:.2f}", f"{r['eval_s']:.0f}", f"{r['final_s']:.0f}", fmt(r["final_last"]),
+             fmt(r["final_best"]), " / ".join(f"{e['score']:.1f}" for e in r["evals"]), f"{r['last']:.1f}",
+             f"{r['best']:.1f}"] for r in runs]
     last, best, wall = [r["last"] for r in runs], [r["best"] for r in runs], [r["wall_s"] / 60 for r in runs]
-    summary = [f"Mean over {len(runs)} seed(s): last {np.mean(last):.1f} ± {np.std(last):.1f}, best {np.mean(best):.1f} ± "
-               f"{np.std(best):.1f}, wall {np.mean(wall):.2f} min (min {min(wall):.2f}, max {max(wall):.2f})."]
+    summary = []
+    if all(r["final_last"] is not None for r in runs):
+        fl, fb = [r["final_last"] for r in runs], [r["final_best"] for r in runs]
+        summary.append(f"**Headline, mean over {len(runs)} seed(s): the last checkpoint scores {np.mean(fl):.1f} ± "
+                       f"{np.std(fl):.1f}** ({runs[0]['final_episodes']} fresh episodes per target each); the best in-run "
+                       f"evaluation's checkpoint, re-evaluated on the same episodes, {np.mean(fb):.1f} ± {np.std(fb):.1f} "
+                       "(an online selection).")
+    summary.append(f"In-run evaluations: last {np.mean(last):.1f} ± {np.std(last):.1f}, best (their maximum) {np.mean(best):.1f} ± "
+                   f"{np.std(best):.1f}; wall {np.mean(wall):.2f} min (min {min(wall):.2f}, max {max(wall):.2f}).")
+    if baseline:
+        base_wall = [b["wall_s"] / 60 for b in baseline]
+        summary.append(f"Revision {args.baseline}, the same job run just before each seed's: wall {np.mean(base_wall):.2f} min, "
+                       f"in-run last {np.mean([b['last'] for b in baseline]):.1f}, best {np.mean([b['best'] for b in baseline]):.1f}; "
+                       f"this tree's wall-clock is **{np.mean(wall) / np.mean(base_wall):.2f}x** that revision's.")
     if args.reference:
-        heads += ["d3rlpy DT at each evaluation", "d3rlpy last", "d3rlpy best"]
+        heads += ["d3rlpy last, final evaluation", "d3rlpy best re-evaluated", "d3rlpy DT at each evaluation",
+                  "d3rlpy in-run last", "d3rlpy in-run best"]
         for row, r in zip(rows, runs):
             ref = r["d3rlpy_dt"]
-            row += [" / ".join(f"{e['score']:.1f}" for e in ref["evals"]), f"{ref['last']:.1f}", f"{ref['best']:.1f}"]
+            row += [fmt(ref["final_last"]), fmt(ref["final_best"]), " / ".join(f"{e['score']:.1f}" for e in ref["evals"]),
+                    f"{ref['last']:.1f}", f"{ref['best']:.1f}"]
         ref_last, ref_best = [r["d3rlpy_dt"]["last"] for r in runs], [r["d3rlpy_dt"]["best"] for r in runs]
-        summary.append(f"d3rlpy's DT, same data, config, budget, evaluation episodes and seeds: last {np.mean(ref_last):.1f} ± "
-                       f"{np.std(ref_last):.1f}, best {np.mean(ref_best):.1f} ± {np.std(ref_best):.1f}.")
+        refs = [r["d3rlpy_dt"] for r in runs]
+        final = ""
+        if all(x["final_last"] is not None for x in refs):
+            final = (f"last checkpoint, final evaluation {np.mean([x['final_last'] for x in refs]):.1f} ± "
+                     f"{np.std([x['final_last'] for x in refs]):.1f}, best re-evaluated "
+                     f"{np.mean([x['final_best'] for x in refs]):.1f} ± {np.std([x['final_best'] for x in refs]):.1f}; ")
+        summary.append(f"d3rlpy's DT, same data, config, budget, evaluation episodes and seeds: {final}in-run last "
+                       f"{np.mean(ref_last):.1f} ± {np.std(ref_last):.1f}, best {np.mean(ref_best):.1f} ± {np.std(ref_best):.1f}.")
     machine = machine_info()
     md = "\n".join([
         f"Main job (`python train_agent.py`, no arguments), {runs[0]['dataset']}", "",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; date {machine['date']}.",
         f"Command: `{shlex.join(['python', '-m', 'benchmarks.main_job', *(sys.argv[1:] if argv is None else argv)])}`", "",
         markdown_table(heads, rows), "", *summary, ""])
-    write_results(args.out, md, {"machine": machine, "runs": runs,
+    write_results(args.out, md, {"machine": machine, "runs": runs, "baseline": {"revision": args.baseline, "runs": baseline},
                                  "last_mean": float(np.mean(last)), "best_mean": float(np.mean(best)),
                                  "wall_min_mean": float(np.mean(wall))})
     return 0

@@ -152,24 +152,34 @@ def test_window_fast_forward_matches_real_steps(kind, tokens):
 
 def test_main_job_puts_the_reference_beside_each_seed(tmp_path, monkeypatch):
     """``--reference``: d3rlpy's DT runs with each job's own run folder (its config) and its scores sit in the
-    job's row and in the summary (the jobs and the peer are stubbed; both are exercised elsewhere)."""
+    job's row and in the summary, the final evaluation first; ``--baseline``: that revision's job runs before
+    each seed's and the wall-clock ratio is stated (the jobs and the peer are stubbed; both are exercised
+    elsewhere)."""
     from benchmarks import main_job
 
-    seen = []
+    seen, order = [], []
 
-    def job(seed, root):
-        return {"seed": seed, "wall_s": 120.0, "eval_s": 8.0, "evals": [{"step": 1000, "score": 50.0 + seed}],
-                "last": 50.0 + seed, "best": 50.0 + seed, "dataset": "Dataset 'x': 3 episodes, 30 steps", "stdout_tail": []}
+    def job(seed, root, site=None):
+        order.append(("baseline" if site else "tree", seed))
+        return {"seed": seed, "wall_s": 60.0 if site else 120.0, "eval_s": 8.0,
+                "evals": [{"step": 1000, "score": 50.0 + seed}], "last": 50.0 + seed, "best": 50.0 + seed,
+                "final_last": 60.0 + seed, "final_best": 55.0, "final_s": 30.0, "final_episodes": 100,
+                "dataset": "Dataset 'x': 3 episodes, 30 steps", "stdout_tail": []}
 
     def reference(run_dir, log=print):
         seen.append(run_dir.name)
-        return {"last": 40.0, "best": 44.0 + len(seen), "evals": [{"step": 1000, "score": 40.0}], "wall_s": 1.0,
-                "train_s": 1.0, "peer": {}}
+        return {"final_last": 42.0, "final_best": 43.0, "last": 40.0, "best": 44.0 + len(seen),
+                "evals": [{"step": 1000, "score": 40.0}], "wall_s": 1.0, "train_s": 1.0, "peer": {}}
 
     monkeypatch.setattr(main_job, "run_job", job)
     monkeypatch.setattr(main_job, "reference_run", reference)
-    assert main_job.main(["--seeds", "0", "1", "--reference", "--out", str(tmp_path / "mj")]) == 0
+    monkeypatch.setattr("benchmarks.train_speed_versions.checkout", lambda rev, dest: dest)
+    assert main_job.main(["--seeds", "0", "1", "--reference", "--baseline", "HEAD", "--out", str(tmp_path / "mj")]) == 0
     assert seen == ["seed0", "seed1"]
+    assert order == [("baseline", 0), ("tree", 0), ("baseline", 1), ("tree", 1)]
     md = (tmp_path / "mj.md").read_text()
-    assert "| 1 | 2.00 | 8 | 51.0 | 51.0 | 51.0 | 40.0 | 40.0 | 46.0 |" in md
-    assert "d3rlpy's DT, same data, config, budget, evaluation episodes and seeds: last 40.0 ± 0.0, best 45.5 ± 0.5" in md
+    assert "| 1 | 2.00 | 8 | 30 | 61.0 | 55.0 | 51.0 | 51.0 | 51.0 | 42.0 | 43.0 | 40.0 | 40.0 | 46.0 |" in md
+    assert "the last checkpoint scores 60.5 ± 0.5" in md
+    assert "this tree's wall-clock is **2.00x** that revision's" in md
+    assert ("d3rlpy's DT, same data, config, budget, evaluation episodes and seeds: last checkpoint, final evaluation "
+            "42.0 ± 0.0, best re-evaluated 43.0 ± 0.0; in-run last 40.0 ± 0.0, best 45.5 ± 0.5") in md
