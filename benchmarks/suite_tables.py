@@ -63,7 +63,7 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
                 frow.append("-")
                 lrow.append("-")
                 erow.append("-")
-                time_rows.append([d, AGENT_NAMES[a], "-", "-", "-", "-", "-", "-"])
+                time_rows.append([d, AGENT_NAMES[a], "-", "-", "-", "-", "-", "-", "-"])
                 continue
             last, last_sd = mean_std([r["last"] for r in rs])
             best, best_sd = mean_std([r["best"] for r in rs])
@@ -94,6 +94,7 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
             ratio = statistics.median(r["train_s"] for r in dt_runs) / train_s if dt_runs else None
             time_rows.append([d, AGENT_NAMES[a], fmt(statistics.median(r["wall_s"] for r in rs), 1),
                               fmt(train_s, 1), fmt(statistics.median(r["eval_s"] for r in rs), 1),
+                              fmt(statistics.median(r["final"]["seconds"] for r in finals), 1) if finals else "-",
                               fmt(statistics.median(r["train_steps_per_s"] for r in rs), 1),
                               fmt(ratio, 2, "x"), str(rs[0]["steps"])])
             summary["cells"][f"{d}|{a}"] = {"n": len(rs), "final_last_mean": fl, "final_last_std": fl_sd,
@@ -143,7 +144,7 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
         "",
         "### Time per run (medians over seeds)",
         "",
-        markdown_table(["dataset", "agent", "wall s", "train s", "eval s", "train steps/s",
+        markdown_table(["dataset", "agent", "wall s", "train s", "in-run eval s", "final eval s", "train steps/s",
                         "DT train s / this", "steps"], time_rows),
         "",
         "### Equal training time: best score reached within the fastest agent's mean training seconds",
