@@ -76,6 +76,35 @@ def evaluations(run_dir: Path) -> list[dict]:
     return out
 
 
+def evaluate_checkpoints(run_dir: Path) -> dict:
+    """A run without a final evaluation of its own (a revision before it): its ``last.pt`` and ``best.pt``
+    evaluated here the way ``Trainer.final_evaluation`` does (this tree's defaults: ``eval.final_episodes``
+    episodes per target on seeds ``eval.final_seed + i``, the run's targets), written as its
+    ``final_eval.json``, so both sides of ``--baseline`` are scored on the same episodes."""
+    from rl_minrnn.api import reference_scores
+    from rl_minrnn.configs.schema import EvalConfig
+    from rl_minrnn.envs.evaluation.rollout import evaluate_agent
+    from rl_minrnn.training import load_agent
+
+    defaults, out = EvalConfig(), {}
+    start = time.perf_counter()
+    for name in ("last", "best"):
+        path = run_dir / "checkpoints" / f"{name}.pt"
+        if not path.is_file():
+            continue
+        agent, info = load_agent(path)
+        targets = info["config"]["eval"]["target_returns"]
+        result = evaluate_agent(agent, info["env_id"], defaults.final_episodes, targets, seed=defaults.final_seed,
+                                ref_scores=reference_scores(info), progress=False,
+                                max_episode_steps=info["config"]["eval"]["max_episode_steps"], num_threads=1)
+        out[name] = {"step": info["step"], "score": result.score(), "episodes": defaults.final_episodes,
+                     "targets": [t.summary() for t in result.targets]}
+    final = {"episodes": defaults.final_episodes, "seed": defaults.final_seed, "evaluated_by": "benchmarks.main_job",
+             "seconds": time.perf_counter() - start, **out}
+    (run_dir / "final_eval.json").write_text(json.dumps(final, indent=2))
+    return final
+
+
 def run_job(seed: int, root: Path, site: Path | None = None) -> dict:
     """``site``: an importable copy of another revision (``--baseline``), run instead of this tree."""
     run_dir = root / f"seed{seed}"
@@ -86,6 +115,8 @@ def run_job(seed: int, root: Path, site: Path | None = None) -> dict:
     wall_s = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"the main job failed (seed {seed}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    if not (run_dir / "final_eval.json").is_file():  # after the timing: the revision did not evaluate on fresh episodes
+        evaluate_checkpoints(run_dir)
     evals = evaluations(run_dir)
     # the line naming the dataset trained on (a fallback notice, also starting "Dataset", may come before it)
     dataset_line = next((l for l in done.stdout.splitlines() if l.startswith("Dataset ") and " episodes, " in l), "")
@@ -163,7 +194,10 @@ def main(argv=None) -> int:
                    f"{np.std(best):.1f}; wall {np.mean(wall):.2f} min (min {min(wall):.2f}, max {max(wall):.2f}).")
     if baseline:
         base_wall = [b["wall_s"] / 60 for b in baseline]
-        summary.append(f"Revision {args.baseline}, the same job run just before each seed's: wall {np.mean(base_wall):.2f} min, "
+        bl, bb = [b["final_last"] for b in baseline], [b["final_best"] for b in baseline]
+        summary.append(f"Revision {args.baseline}, the same job run just before each seed's (its last.pt and best.pt "
+                       f"evaluated afterwards on the same fresh episodes): last {np.mean(bl):.1f} ± {np.std(bl):.1f}, best "
+                       f"re-evaluated {np.mean(bb):.1f} ± {np.std(bb):.1f}; wall {np.mean(base_wall):.2f} min, "
                        f"in-run last {np.mean([b['last'] for b in baseline]):.1f}, best {np.mean([b['best'] for b in baseline]):.1f}; "
                        f"this tree's wall-clock is **{np.mean(wall) / np.mean(base_wall):.2f}x** that revision's.")
     if args.reference:

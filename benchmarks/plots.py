@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-COLOURS = {"mingru": "tab:blue", "minlstm": "tab:green", "dt": "tab:orange", "d3rlpy_dt": "tab:red"}
+COLOURS = {"mingru": "tab:blue", "minlstm": "tab:green", "dt": "tab:orange", "d3rlpy_dt": "tab:red",
+           "d3rlpy_dt_cosine": "tab:purple"}
 
 
 def curve(runs: list[dict]) -> dict[str, np.ndarray]:

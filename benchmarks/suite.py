@@ -18,8 +18,10 @@ JSON found in the out dir into Markdown tables like the paper's:
 Protocols (``--protocol``):
 
 - ``cpu``: ``configs/<env>-<kind>.yaml`` (with the local dataset's id) + ``configs/profiles/cpu.yaml`` (width 64, fused tokens),
-  1200 steps, an evaluation every 200 steps, 10 episodes per target, seeds 0 1 2, 1 torch thread, one run at
-  a time: 60 runs in about 2 hours on a 2-core machine, half of it d3rlpy's (the plan is printed before starting).
+  3000 steps (where the learning curves of the weight-averaged, cosine-decayed defaults have flattened:
+  BENCHMARKS.md, "Steady final policies"), an evaluation every 500 steps, 10 episodes per target, then the last
+  and the best checkpoint on 100 fresh episodes per target, seeds 0 1 2, 1 torch thread, one run at a time
+  (``--ray``: one per core); the plan and its estimated time are printed before starting.
 - ``paper``: the dataset config alone (the paper's hyperparameters), 100k steps, an evaluation every 10k,
   100 episodes per target, seeds 0..4 (a GPU job).
 
@@ -71,12 +73,15 @@ AGENTS = {
     "mingru": ["model.kind=decision_rnn", "model.cell=mingru"],
     "minlstm": ["model.kind=decision_rnn", "model.cell=minlstm"],
     "dt": ["model.kind=decision_transformer"],
-    "d3rlpy_dt": ["model.kind=decision_transformer"],  # the peer: d3rlpy's DT with our DT's settings
+    # the peer: d3rlpy's DT with our DT's settings and d3rlpy's own warm-up schedule (it has no weight average)
+    "d3rlpy_dt": ["model.kind=decision_transformer", "train.lr_schedule=constant"],
+    # and with d3rlpy's cosine annealing to the same final lr: the peer with the same means as our schedule
+    "d3rlpy_dt_cosine": ["model.kind=decision_transformer", "train.lr_schedule=cosine"],
 }
-PEERS = ("d3rlpy_dt",)  # agents trained by another library, in its own environment (benchmarks/peers/)
+PEERS = ("d3rlpy_dt", "d3rlpy_dt_cosine")  # agents trained by another library, in its own environment (benchmarks/peers/)
 PROTOCOLS = {
-    "cpu": {"profile": profile_path("cpu"), "seeds": [0, 1, 2], "steps": 1200,
-            "eval_every": 200, "episodes": 10, "final_episodes": 100, "threads": 1, "device": "cpu"},
+    "cpu": {"profile": profile_path("cpu"), "seeds": [0, 1, 2], "steps": 3000,
+            "eval_every": 500, "episodes": 10, "final_episodes": 100, "threads": 1, "device": "cpu"},
     "paper": {"profile": None, "seeds": [0, 1, 2, 3, 4], "steps": 100_000, "eval_every": 10_000,
               "episodes": 100, "final_episodes": 100, "threads": 0, "device": "auto"},
 }
@@ -326,7 +331,8 @@ def main(argv=None) -> int:
         pending = [t for t in todo if not (args.resume_ok and (runs_dir / f"{run_name(*t)}.json").is_file())]
         # planned total: ~25 steps/s for the cpu profile on one core, d3rlpy ~10 and one episode at a time
         evals = plan["steps"] // max(plan["eval_every"], 1) + 1
-        per_agent = {a: plan["steps"] / (10.0 if a in PEERS else 25.0) + evals * plan["episodes"] * (1.5 if a in PEERS else 0.3)
+        per_agent = {a: plan["steps"] / (10.0 if a in PEERS else 25.0)
+                     + (evals * plan["episodes"] + 2 * plan["final_episodes"]) * (1.5 if a in PEERS else 0.3)
                      for a in args.agents}
         log(f"{args.protocol} protocol: {len(available)} dataset(s) x {len(args.agents)} agent(s) x {len(seeds)} "
             f"seed(s) = {len(todo)} runs, {len(todo) - len(pending)} already done; {plan['steps']} steps, "

@@ -13,7 +13,7 @@ import numpy as np
 from benchmarks.common import fmt, markdown_table
 
 AGENT_NAMES = {"mingru": "Decision-minGRU", "minlstm": "Decision-minLSTM", "dt": "Decision Transformer",
-               "d3rlpy_dt": "d3rlpy DT"}
+               "d3rlpy_dt": "d3rlpy DT", "d3rlpy_dt_cosine": "d3rlpy DT, cosine lr"}
 def mean_std(values) -> tuple[float, float]:
     values = [v for v in values if v is not None]
     if not values:

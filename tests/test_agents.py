@@ -164,11 +164,11 @@ def test_weight_decay_groups(kind):
 def test_the_foreach_optimiser_updates_the_weights_as_the_default_loop_does():
     """``build_optimizer`` runs AdamW over all parameters at once (``foreach``); over warm-up and both
     decay groups it must give the per-parameter loop's weights to the bit."""
-    from types import SimpleNamespace
-
+    from rl_minrnn.configs.schema import TrainConfig
     from rl_minrnn.training.optimizer import build_optimizer, parameter_groups
 
-    train = SimpleNamespace(lr=1e-3, weight_decay=1e-4, weight_decay_on="matrices", warmup_steps=3)
+    train = TrainConfig(lr=1e-3, weight_decay=1e-4, weight_decay_on="matrices", warmup_steps=3, lr_schedule="constant",
+                        ema=0.0)
     foreach_agent, loop_agent = make_agent("rnn").float(), make_agent("rnn").float()
     foreach, foreach_schedule = build_optimizer(foreach_agent, train)
     assert foreach.defaults["foreach"]
