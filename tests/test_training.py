@@ -64,7 +64,10 @@ def test_tiny_dataset_is_memorised(kind, make_offline_dataset, tmp_path):
 
 @pytest.mark.parametrize("regime", ["window", "sequence"])
 def test_resume_is_exact(regime, tiny_dataset, tmp_path):
-    extra = [f"train.regime={regime}", "train.chunk_len=7"]
+    """20 steps, then resumed to 40, equal 40 straight: a constant lr after the warm-up, because a decaying
+    schedule ends at ``train.steps`` and so moves when a run is extended (a run stopped before its end resumes
+    exactly under any schedule: ``test_resume_is_exact_with_the_weight_average_and_a_decaying_lr``)."""
+    extra = [f"train.regime={regime}", "train.chunk_len=7", "train.lr_schedule=constant"]
     straight = Trainer(config("train.steps=40", *extra), tmp_path / "a", progress=False, dataset=tiny_dataset)
     straight.run()
     half = Trainer(config("train.steps=20", *extra), tmp_path / "b", progress=False, dataset=tiny_dataset)
@@ -103,7 +106,7 @@ def test_checkpoint_from_before_a_config_key_existed_resumes_as_it_was_trained(t
 
 def test_evaluation_during_training_keeps_resume_exact(tiny_dataset, tmp_path):
     ev = ["eval.every=10", "eval.episodes=1", "eval.max_episode_steps=15", "eval.target_returns=[100]",
-          "eval.final_episodes=1"]
+          "eval.final_episodes=1", "train.lr_schedule=constant"]  # extended on resume: test_resume_is_exact
     straight = Trainer(config("train.steps=20", *ev), tmp_path / "a", progress=False, dataset=tiny_dataset)
     straight.run()
     half = Trainer(config("train.steps=10", *ev), tmp_path / "b", progress=False, dataset=tiny_dataset)
@@ -266,7 +269,7 @@ def test_lr_schedules_warm_up_then_decay_to_lr_final_at_the_last_step():
         assert middle == pytest.approx(0.55)
     cosine = lr_factor(config("train.steps=100", "train.warmup_steps=10", "train.lr_schedule=cosine").train)
     assert cosine(20) > 1 - 0.45 * (11 / 90)  # cosine stays above the straight line early on
-    constant = lr_factor(config("train.steps=100", "train.warmup_steps=10").train)
+    constant = lr_factor(config("train.steps=100", "train.warmup_steps=10", "train.lr_schedule=constant").train)
     assert [constant(k) for k in (0, 9, 50, 99, 500)] == pytest.approx([0.1, 1, 1, 1, 1])
 
 
