@@ -343,3 +343,21 @@ def test_checkpoints_get_the_usual_file_permissions(tiny_dataset, tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "checkpoints" / "last.pt").stat().st_mode & 0o777 == 0o644
+
+
+FINAL_FAULT = """
+from rl_minrnn.training.trainer import Trainer
+def _fail(self, policy):
+    raise RuntimeError("injected fault: the final evaluation's simulator failed")
+Trainer._evaluate_final = _fail
+"""
+
+
+def test_a_final_evaluation_that_fails_keeps_the_trained_checkpoints(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    args = train_args(run, tiny_dataset.dataset_id, "train.steps=20", "eval.every=10", "eval.episodes=1",
+                      "eval.max_episode_steps=5", "eval.target_returns=[100]", "eval.final_episodes=2")
+    proc = cli("train_agent.py", *args, fault=FINAL_FAULT)
+    assert_one_line_error(proc, 3, "The final evaluation of the last checkpoint (step 20) failed", "injected fault",
+                          "checkpoints are saved", "eval.final_episodes=0")
+    assert read_checkpoint(run / "checkpoints" / "last.pt")["step"] == 20

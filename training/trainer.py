@@ -1,8 +1,9 @@
 """The training loop: data, model, optimisation, evaluation, checkpoints, logs, in the order data flows.
 
 ``Trainer(config, run_dir).run()`` trains from scratch; ``Trainer.resume(run_dir, overrides).run()``
-continues from ``run_dir/checkpoints/last.pt`` exactly: same data order, same RNG streams, so N steps
-straight and N/2 + resume to N give identical weights.
+continues from ``run_dir/checkpoints/last.pt`` exactly: same data order, same RNG streams, same lr schedule,
+so a run of N steps stopped at N/2 and resumed gives the weights of one never stopped (raising ``train.steps``
+on resume extends a run: with a decaying lr the decay then ends at the new N).
 
 The policy a run evaluates, saves (``last.pt``/``best.pt``'s ``model``) and exports is ``Trainer.policy``:
 the exponential moving average of the weights when ``train.ema`` > 0 (``training/averaging.py``; the raw
@@ -380,9 +381,12 @@ class Trainer:
             tick = time.perf_counter()
             try:
                 result = self._evaluate_final(policy)
-            except NonFiniteActionError as exc:
-                raise EvaluationFailedError(f"The final evaluation of the {name} checkpoint (step {step}) produced "
-                                            f"non-finite actions: {exc}") from None
+            except Exception as exc:  # the checkpoints are saved already: say so, and how to evaluate them
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise EvaluationFailedError(
+                    f"The final evaluation of the {name} checkpoint (step {step}) failed: {type(exc).__name__}: {first}. "
+                    f"Training finished and its checkpoints are saved in {self.run_dir / 'checkpoints'}; evaluate them with "
+                    f"evaluate.py, or train with --set eval.final_episodes=0 to skip this evaluation.") from exc
             out[name] = {"step": step, "score": result.score(), "episodes": c.final_episodes,
                          "seconds": time.perf_counter() - tick,
                          "in_run_score": self.best["score"] if name == "best" else
