@@ -105,13 +105,27 @@ def evaluate_checkpoints(run_dir: Path) -> dict:
     return final
 
 
+def baseline_site(revision: str, dest: Path) -> Path:
+    """An importable copy of ``revision`` (``git archive``), checked to import its own files, not this tree's."""
+    from benchmarks.train_speed_versions import checkout
+
+    site = checkout(revision, dest)
+    where = subprocess.run([sys.executable, "-c", "import rl_minrnn.training.trainer as t; print(t.__file__)"],
+                           cwd=site, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True)
+    if not where.stdout.strip().startswith(str(site)):
+        raise SystemExit(f"the copy of {revision} imports {where.stdout.strip() or where.stderr[-300:]}, "
+                         f"not its own files under {site}")
+    return site
+
+
 def run_job(seed: int, root: Path, site: Path | None = None) -> dict:
     """``site``: an importable copy of another revision (``--baseline``), run instead of this tree."""
     run_dir = root / f"seed{seed}"
     command = job_command(seed, run_dir, ["-m", "rl_minrnn.cli.train"] if site else None)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"PYTHONPATH": str(site)} if site else {})}
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    # a revision runs from its own copy: from the repository root, ``-m`` would import this tree's rl_minrnn/
+    done = subprocess.run(command, cwd=site or ROOT, env=env, capture_output=True, text=True)
     wall_s = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"the main job failed (seed {seed}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
@@ -157,9 +171,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="main_job_") as tmp:
         site = None
         if args.baseline:
-            from benchmarks.train_speed_versions import checkout
-
-            site = checkout(args.baseline, Path(tmp) / "baseline-site")
+            site = baseline_site(args.baseline, Path(tmp) / "baseline-site")
         for seed in args.seeds:
             if site is not None:
                 print(f"seed {seed}, {args.baseline}: the same job from that revision", flush=True)

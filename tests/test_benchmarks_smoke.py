@@ -173,7 +173,7 @@ def test_main_job_puts_the_reference_beside_each_seed(tmp_path, monkeypatch):
 
     monkeypatch.setattr(main_job, "run_job", job)
     monkeypatch.setattr(main_job, "reference_run", reference)
-    monkeypatch.setattr("benchmarks.train_speed_versions.checkout", lambda rev, dest: dest)
+    monkeypatch.setattr(main_job, "baseline_site", lambda rev, dest: dest)
     assert main_job.main(["--seeds", "0", "1", "--reference", "--baseline", "HEAD", "--out", str(tmp_path / "mj")]) == 0
     assert seen == ["seed0", "seed1"]
     assert order == [("baseline", 0), ("tree", 0), ("baseline", 1), ("tree", 1)]
