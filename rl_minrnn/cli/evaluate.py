@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: normalised returns per target return, agent vs env time, optional video.
 
     rl-minrnn-evaluate --checkpoint runs/x/checkpoints/best.pt      # or python evaluate.py, the same command
-    python evaluate.py --checkpoint runs/x/checkpoints/best.pt --episodes 10 \\
+    python evaluate.py --checkpoint runs/x/checkpoints/last.pt --episodes 10 \\
         --target-return 3600 --target-return 1800 [--mode recurrent --mode window] \\
         [--seed 0] [--json out.json] [--render out.mp4 --width 320 --height 320 --fps 30]
 

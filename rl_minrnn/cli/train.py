@@ -93,7 +93,7 @@ def main(argv=None, runs_root: str | Path = "runs") -> int:
           f"checkpoints/last.pt" + (", checkpoints/best.pt" if result.best_step is not None else "")
           + (", final_eval.json" if result.final is not None else "")
           + "".join(f"; {name}: {where}" for name, where in _tracker_notes(trackers, run_dir)))
-    print(f"Evaluate with: python evaluate.py --checkpoint {result.checkpoint} --episodes 10")
+    print(f"Evaluate with: python evaluate.py --checkpoint {result.checkpoint} --episodes 100  (D4RL's protocol)")
     return 130 if result.interrupted else 0
 
 
