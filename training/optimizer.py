@@ -2,9 +2,11 @@
 (DT's gym code, CORL) or decaying to ``lr * lr_final`` at the last step (cosine, as d3rlpy's
 ``CosineAnnealingLRFactory`` and minGPT's decay; or linear).
 
-Why a decay: with a constant lr the policy keeps moving as much at the last step as in the middle of
-training, so the checkpoint a run ends with is one draw among the policies it wanders through
-(BENCHMARKS.md, "Steady final policies"); a decay to the end shrinks the last steps' moves.
+Why a decay is offered: with a constant lr the policy keeps moving as much at the last step as in the
+middle of training, so the checkpoint a run ends with is one draw among the policies it wanders through; a
+decay to the end shrinks the last steps' moves. The default keeps the lr constant and averages the weights
+instead (``training/averaging.py``), which scored higher than average + cosine decay (BENCHMARKS.md, "Steady
+final policies").
 
 Weight decay pulls a parameter towards zero. That is a prior on the weight matrices of Linear (and conv)
 layers, but not on what sets an offset or a scale: a bias, a LayerNorm gain (decayed towards 0 instead
