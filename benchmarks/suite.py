@@ -272,7 +272,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
     parser.add_argument("--datasets", nargs="+", default=LOCAL_SUITE)
-    parser.add_argument("--agents", nargs="+", choices=sorted(AGENTS), default=["mingru", "minlstm", "dt", "d3rlpy_dt"])
+    parser.add_argument("--agents", nargs="+", choices=sorted(AGENTS), default=["mingru", "minlstm", "dt", "d3rlpy_dt", "d3rlpy_dt_cosine"])
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the protocol's")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the protocol's)")
     parser.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: the protocol's)")

@@ -65,7 +65,7 @@ class TrainConfig:
     weight_decay_on: str = "matrices"  # matrices: Linear/conv weights only, biases, LayerNorms and embeddings exempt (GPT, d3rlpy) | all: every parameter (CORL)
     warmup_steps: int = 10_000
     grad_clip: float = 0.25
-    lr_schedule: str = "constant"  # after the warm-up: constant (DT, CORL, d3rlpy's default; with train.ema it scored best, BENCHMARKS.md "Steady final policies") | cosine (a half cosine from lr down to lr * lr_final at train.steps; d3rlpy's CosineAnnealingLR) | linear (a straight line to the same)
+    lr_schedule: str = "cosine"  # after the warm-up: constant (DT, CORL, d3rlpy's default) | cosine (a half cosine from lr down to lr * lr_final at train.steps; d3rlpy's CosineAnnealingLR) | linear (a straight line to the same)
     lr_final: float = 0.1  # cosine / linear schedules: the lr at train.steps as a fraction of lr
     ema: float = 0.999  # decay of an exponential moving average of the weights, updated after every step (0: none); the average is what is evaluated, saved as last.pt/best.pt and exported, the raw weights stay in the checkpoint for training; its decay ramps up as min(ema, (1 + n) / (10 + n)) so the first steps' weights do not linger
     log_every: int = 100  # steps between logged training scalars

@@ -4,9 +4,9 @@
 
 Why a decay is offered: with a constant lr the policy keeps moving as much at the last step as in the
 middle of training, so the checkpoint a run ends with is one draw among the policies it wanders through; a
-decay to the end shrinks the last steps' moves. The default keeps the lr constant and averages the weights
-instead (``training/averaging.py``), which scored higher than average + cosine decay (BENCHMARKS.md, "Steady
-final policies").
+decay to the end shrinks the last steps' moves. The default is the cosine decay together with the weight
+average (``training/averaging.py``): of the variants measured it moved least late in training (BENCHMARKS.md,
+"Steady final policies").
 
 Weight decay pulls a parameter towards zero. That is a prior on the weight matrices of Linear (and conv)
 layers, but not on what sets an offset or a scale: a bias, a LayerNorm gain (decayed towards 0 instead
