@@ -18,8 +18,8 @@ JSON found in the out dir into Markdown tables like the paper's:
 Protocols (``--protocol``):
 
 - ``cpu``: ``configs/<env>-<kind>.yaml`` (with the local dataset's id) + ``configs/profiles/cpu.yaml`` (width 64, fused tokens),
-  3000 steps (where the learning curves of the weight-averaged, cosine-decayed defaults have flattened:
-  BENCHMARKS.md, "Steady final policies"), an evaluation every 500 steps, 10 episodes per target, then the last
+  3000 steps (the learning curves of the defaults are flat by then on Walker2d and HalfCheetah medium and
+  still climb on Hopper: BENCHMARKS.md, "Steady final policies"), an evaluation every 500 steps, 10 episodes per target, then the last
   and the best checkpoint on 100 fresh episodes per target, seeds 0 1 2, 1 torch thread, one run at a time
   (``--ray``: one per core); the plan and its estimated time are printed before starting.
 - ``paper``: the dataset config alone (the paper's hyperparameters), 100k steps, an evaluation every 10k,
