@@ -10,7 +10,7 @@ from torch import nn
 from rl_minrnn.dropout import Dropout
 from rl_minrnn.ranges import Number, OptionError
 
-from .base import DecisionAgent
+from .base import MODEL, DecisionAgent
 from .embeddings import TOKENS_PER_STEP
 
 
@@ -37,6 +37,8 @@ class CausalSelfAttentionBlock(nn.Module):
 
 
 class DecisionTransformer(DecisionAgent):
+    kind = "decision_transformer"
+    self_attention = True
     rollout_modes = ("window",)
     default_rollout_mode = "window"
     OPTION_RULES = {"heads": Number(1, 256, integer=True, why="and a divisor of model.width")}
@@ -47,9 +49,11 @@ class DecisionTransformer(DecisionAgent):
         if options["width"] % options["heads"]:
             raise OptionError(f"heads: must divide model.width ({options['width']}), got {options['heads']}")
 
-    def __init__(self, obs_dim: int, act_dim: int, *, heads: int = 1, position_embedding: bool = True, **shared):
+    def __init__(self, obs_dim: int, act_dim: int, *, heads: int = MODEL.heads,
+                 position_embedding: bool = MODEL.position_embedding, **shared):
         """``heads`` and ``position_embedding`` shape the attention; ``shared``: ``DecisionAgent``'s."""
         super().__init__(obs_dim, act_dim, **shared)
+        self.heads = int(heads)
         max_tokens = self.context * TOKENS_PER_STEP[self.embed.layout]
         self.position = nn.Embedding(max_tokens, self.width) if position_embedding else None
         self.embed_dropout = Dropout(self.dropout_p)
@@ -57,6 +61,27 @@ class DecisionTransformer(DecisionAgent):
                                     for _ in range(self.depth))
         self.norm = nn.LayerNorm(self.width)
         self.finish_layers()
+
+    @property
+    def sequence_model(self) -> str:
+        return "attention"
+
+    @classmethod
+    def layer_activation_floats(cls, model, tokens: int) -> float:
+        # two LayerNorms, qkv, attention output, projection, residuals, dropout masks; the MLP's two hidden
+        # tensors; the attention weights (and their dropout) per head over the window's tokens
+        return 10 * model.width + 2.5 * int(model.width * model.mlp_ratio) + 2 * model.heads * tokens
+
+    @classmethod
+    def widest_activation(cls, model) -> int:
+        return 3 * max(model.width, int(model.width * model.mlp_ratio))  # qkv
+
+    @classmethod
+    def memory_keys(cls, model) -> tuple[list[str], list[str]]:
+        return [], ["model.heads"]
+
+    def summary(self) -> dict:
+        return {**super().summary(), "depth": self.depth, "heads": self.heads}
 
     def forward(self, states, actions, returns_to_go, timesteps, state=None):
         """Windows of at most K steps. Padding sits at the end of a window, so causal attention keeps it

@@ -59,20 +59,22 @@ class TrajectoryEmbedding(nn.Module):
             tokens = r + s + self.action(previous)
         return self.norm(tokens)
 
-    def step_tokens(self, state, return_to_go, timestep, prev_action) -> list[torch.Tensor]:
-        """The tokens one rollout step feeds, in order, ``(B, width)`` each: ``[a_{t-1}], R_t, s_t``
-        (interleaved; the action token only after the first step) or the one fused token."""
+    @property
+    def tokens_per_step(self) -> int:
+        return TOKENS_PER_STEP[self.layout]
+
+    def step_rows(self, state, return_to_go, timestep, prev_action) -> torch.Tensor:
+        """The tokens one rollout step feeds, as token-major rows (token j is rows ``j*B:(j+1)*B``):
+        interleaved ``a_{t-1}, R_t, s_t`` ``(3B, width)``, normalised in one call (at an episode's first
+        step the action token is the caller's to skip), or the one fused token ``(B, width)``."""
         time = self.time(timestep)
+        if self.layout == "interleaved":
+            tokens = [self.action(prev_action) + self.time(timestep - 1),
+                      self.ret(return_to_go.unsqueeze(-1)) + time, self.state(state) + time]
+            return self.norm(torch.cat(tokens, dim=0))
         r = self.ret(return_to_go.unsqueeze(-1)) + time
         s = self.state(state) + time
-        if self.layout == "interleaved":
-            tokens = [r, s]
-            if prev_action is not None:
-                tokens.insert(0, self.action(prev_action) + self.time(timestep - 1))
-            return [self.norm(t) for t in tokens]
-        if prev_action is None:
-            prev_action = state.new_zeros(state.shape[0], self.action.in_features)
-        return [self.norm(r + s + self.action(prev_action))]
+        return self.norm(r + s + self.action(prev_action))
 
     def action_outputs(self, hidden: torch.Tensor) -> torch.Tensor:
         """The outputs that predict a_t: at the s_t tokens (interleaved) or every token (fused)."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from .base import DEFAULT_RETURN_SCALE, DecisionAgent
+from rl_minrnn.configs.schema import DEFAULT_RETURN_SCALE
+
+from .base import DecisionAgent
 from .decision_rnn import DecisionRNN
 from .decision_transformer import DecisionTransformer
 
-AGENTS = {"decision_rnn": DecisionRNN, "decision_transformer": DecisionTransformer}  # a new kind: one line
+AGENTS = {cls.kind: cls for cls in (DecisionRNN, DecisionTransformer)}  # a new kind: its class here
 
 
 def constructor_options(cls: type) -> tuple[str, ...]:

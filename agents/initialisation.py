@@ -2,7 +2,7 @@
 
 Why it matters: PyTorch initialises ``nn.Embedding`` from N(0, 1), so a fresh timestep embedding is several
 times the size of the state, return and action embeddings it is added to; the agent then first learns to
-read the timestep and, in closed loop, most HalfCheetah episodes never got going (issue 9, BENCHMARKS.md).
+read the timestep and, in closed loop, most HalfCheetah episodes never got going (BENCHMARKS.md, "Learning quality").
 Schemes (``model.init``):
 
 - ``gpt`` (default): every ``Linear`` and ``Embedding`` weight N(0, 0.02), zero biases, LayerNorms the
@@ -10,7 +10,7 @@ Schemes (``model.init``):
 - ``d3rlpy``: ``gpt`` for the sequence model and the timestep/position embeddings, PyTorch's defaults for
   the input projections of R, s, a and for the action head (d3rlpy applies GPT's init before it creates
   those layers). The inputs then start far larger than the timestep embedding.
-- ``pytorch``: PyTorch's per-layer defaults everywhere (what this project did before issue 9).
+- ``pytorch``: PyTorch's per-layer defaults everywhere (kept for comparison: the timestep embedding starts N(0, 1)).
 
 The minGRU / minLSTM gate projections are ``Linear`` layers too: under ``gpt`` every gate starts near
 sigmoid(0) = 0.5, a state that halves its memory at each token at the start of training.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Which change made the agents learn: each fix of issue 9 undone on its own, at the suite's budget.
+"""Which change made the agents learn: each of the shipped training choices undone on its own, at the suite's budget.
 
 Every variant is a list of config overrides on top of the suite's protocol (``benchmarks/suite.py``: the
 same configs, budget, evaluation episodes and seeds); a run is the suite's ``train_and_evaluate``. The
@@ -33,7 +33,7 @@ from benchmarks.common import machine_info, markdown_table, write_json
 # others undo one choice or try an alternative.
 ALL, RNN, DT = ("mingru", "minlstm", "dt"), ("mingru", "minlstm"), ("dt",)
 VARIANTS = {
-    "before": ("as before issue 9: PyTorch init, decay on every parameter, windows from a uniform start",
+    "before": ("all three undone: PyTorch init, decay on every parameter, windows from a uniform start",
                ["model.init=pytorch", "train.weight_decay_on=all", "train.window_sampling=start"], ALL),
     "fixed": ("as shipped", [], ALL),
     "init-pytorch": ("PyTorch's default initialisation (timestep embedding N(0, 1))", ["model.init=pytorch"], ALL),
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
         return 1
     table, summary = aggregate(runs, args.variants, args.datasets, args.agents)
     machine = machine_info()
-    header = (f"Ablations of issue 9's fixes, `{args.protocol}` protocol ({steps} steps, evaluation every "
+    header = (f"Ablations of the shipped training choices, `{args.protocol}` protocol ({steps} steps, evaluation every "
               f"{eval_every}, {episodes} episodes per target, seeds {' '.join(map(str, args.seeds))}).\n\n"
               f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
               f"date {machine['date']}.\n\nCommand: `{command}`\n\n")

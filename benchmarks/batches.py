@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from rl_minrnn.agents.base import DEFAULT_RETURN_SCALE
+from rl_minrnn.configs.schema import DEFAULT_RETURN_SCALE
 from rl_minrnn.envs.offline.batches import SequenceSampler, WindowSampler
 from rl_minrnn.envs.offline import SAMPLE_DATASET_ID, load_dataset
 

@@ -133,20 +133,21 @@ def time_interleaved(
 
 # ------------------------------------------------------------------------------------------------ memory
 
+def _status_bytes(field: str) -> int:
+    from rl_minrnn.training.memory_estimate import proc_bytes
+
+    value = proc_bytes("/proc/self/status", field)
+    if value is None:
+        raise RuntimeError(f"{field} not found in /proc/self/status")
+    return value
+
+
 def _rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("VmRSS not found")
+    return _status_bytes("VmRSS")
 
 
 def _hwm_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("VmHWM not found")
+    return _status_bytes("VmHWM")
 
 
 def _malloc_trim() -> None:

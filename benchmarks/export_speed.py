@@ -41,7 +41,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from rl_minrnn.threads import passive_openmp  # noqa: E402  (before torch loads OpenMP)
+
+passive_openmp()
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +52,8 @@ import torch
 
 from rl_minrnn.agents.factory import build_agent
 from benchmarks.common import write_results, fmt, machine_info, markdown_table
-from rl_minrnn.configs.schema import CONFIG_DIR, load_config, profile_path
+from rl_minrnn.configs.loading import CONFIG_DIR, profile_path
+from rl_minrnn.training.options import load_config
 from rl_minrnn.deploy.export import export_agent
 from rl_minrnn.deploy.runtime import ExportedAgent, ExportedPolicy
 
@@ -61,7 +64,7 @@ CONFIGS = {  # name -> (config files, overrides, rollout mode)
     "dt-window": ([], ["model.kind=decision_transformer", "model.width=128", "model.depth=3", "model.context=20",
                        "model.tokens=interleaved"], "window"),
 }
-GOALS = {"main-job": 1.0, "paper": 2.0}  # the issue's: exported onnxruntime step <= this many Hopper-v5 steps (batch 1)
+GOALS = {"main-job": 1.0, "paper": 2.0}  # the targets: exported onnxruntime step <= this many Hopper-v5 steps (batch 1)
 VARIANTS = ("eager", "torchscript", "onnxruntime", "ort-session", "env")
 
 

@@ -67,13 +67,15 @@ class Fixtures:
         import numpy as np
         import torch
 
+        from rl_minrnn.training import RunFolder
+
         self.tmp = tmp
         os.environ["MINARI_DATASETS_PATH"] = str(tmp / "store")
         run = tmp / "good-run"
         rc, out, _ = call(_train_main, ["--dataset", SAMPLE, "--run-dir", str(run), "--no-progress",
                                      *sum((["--set", s] for s in TINY + FORCED), [])])
         assert rc == 0, out
-        good = run / "checkpoints" / "last.pt"
+        good = RunFolder(run).last
         data = good.read_bytes()
         payload = torch.load(good, weights_only=False)
         files = {"good": good, "missing": tmp / "missing.pt", "folder": run}
@@ -211,7 +213,9 @@ def draw_overrides(rng: random.Random) -> list[str]:
 
 def budgeted(sets: list[str]) -> list[str]:
     """``sets`` with the budget keys cut when the whole config is valid (a valid draw runs briefly)."""
-    from rl_minrnn.configs.schema import ConfigError, load_config, parse_override
+    from rl_minrnn.configs.schema import ConfigError
+    from rl_minrnn.configs.loading import parse_override
+    from rl_minrnn.training.options import load_config
 
     try:
         load_config(overrides=TINY + sets)
@@ -486,7 +490,9 @@ def run_fuzz(draws: int, seed: int = 0, commands=None, log=print) -> dict:
     previous_limit = os.environ.get("RL_MINRNN_MEMORY_LIMIT")
     os.environ.setdefault("RL_MINRNN_MEMORY_LIMIT", MEMORY_LIMIT)
     limit = os.environ["RL_MINRNN_MEMORY_LIMIT"]
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from rl_minrnn.threads import passive_openmp
+
+    passive_openmp()
     import torch
 
     torch.set_num_threads(1)

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np
 
 from benchmarks.common import write_results, machine_info, markdown_table
+from rl_minrnn.training import RunFolder
 
 
 def job_command(seed: int, run_dir: Path, entry: list[str] | None = None) -> list[str]:
@@ -53,7 +54,7 @@ def job_command(seed: int, run_dir: Path, entry: list[str] | None = None) -> lis
 
 def final_scores(run_dir: Path) -> dict:
     """``final_eval.json`` of a run: the last checkpoint's and the best one's scores on fresh episodes."""
-    path = run_dir / "final_eval.json"
+    path = RunFolder(run_dir).final_eval
     if not path.is_file():  # a revision without the final evaluation
         return {"final_last": None, "final_best": None, "final_s": 0.0, "final_episodes": None}
     final = json.loads(path.read_text())
@@ -66,7 +67,7 @@ def final_scores(run_dir: Path) -> dict:
 def evaluations(run_dir: Path) -> list[dict]:
     """Each evaluation in ``metrics.jsonl``: its step and the best target's mean normalised score."""
     out = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+    for line in RunFolder(run_dir).metrics.read_text().splitlines():
         row = json.loads(line)
         scores = {k.split("/")[1].rsplit("_normalized_score_mean", 1)[0]: v for k, v in row.items()
                   if k.startswith("eval/") and k.endswith("_normalized_score_mean")}
@@ -89,7 +90,7 @@ def evaluate_checkpoints(run_dir: Path) -> dict:
     defaults, out = EvalConfig(), {}
     start = time.perf_counter()
     for name in ("last", "best"):
-        path = run_dir / "checkpoints" / f"{name}.pt"
+        path = RunFolder(run_dir).checkpoint(name)
         if not path.is_file():
             continue
         agent, info = load_agent(path)
@@ -101,7 +102,7 @@ def evaluate_checkpoints(run_dir: Path) -> dict:
                      "targets": [t.summary() for t in result.targets]}
     final = {"episodes": defaults.final_episodes, "seed": defaults.final_seed, "evaluated_by": "benchmarks.main_job",
              "seconds": time.perf_counter() - start, **out}
-    (run_dir / "final_eval.json").write_text(json.dumps(final, indent=2))
+    RunFolder(run_dir).final_eval.write_text(json.dumps(final, indent=2))
     return final
 
 
@@ -129,7 +130,7 @@ def run_job(seed: int, root: Path, site: Path | None = None) -> dict:
     wall_s = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"the main job failed (seed {seed}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    if not (run_dir / "final_eval.json").is_file():  # after the timing: the revision did not evaluate on fresh episodes
+    if not RunFolder(run_dir).final_eval.is_file():  # after the timing: the revision did not evaluate on fresh episodes
         evaluate_checkpoints(run_dir)
     evals = evaluations(run_dir)
     # the line naming the dataset trained on (a fallback notice, also starting "Dataset", may come before it)
@@ -145,9 +146,9 @@ def reference_run(run_dir: Path, log=print) -> dict:
     """d3rlpy's DT with the job's resolved config (``run_dir/config.yaml``) on the dataset the job used."""
     from rl_minrnn.training.resources import load_training_dataset
     from benchmarks.peers import d3rlpy_dt
-    from rl_minrnn.configs.schema import load_config
+    from rl_minrnn.training.options import load_config
 
-    config = load_config([run_dir / "config.yaml"])
+    config = load_config([RunFolder(run_dir).config])
     dataset = load_training_dataset(config, log=lambda *a: None)
     outcome = d3rlpy_dt.train_and_evaluate(config, dataset, log=log, data_dir=run_dir.parent / "peer-data")
     scores = [e["score"] for e in outcome["evals"]]

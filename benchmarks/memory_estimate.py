@@ -32,7 +32,7 @@ def measure(kind: str, overrides: list[str], steps: int) -> dict:
     import torch
 
     from benchmarks.common import rss_peak_during
-    from rl_minrnn.configs.schema import load_config
+    from rl_minrnn.training.options import load_config
     from rl_minrnn.envs.offline import SAMPLE_DATASET_ID, load_dataset
     from rl_minrnn.training import Trainer
 

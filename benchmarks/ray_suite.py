@@ -41,8 +41,10 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from benchmarks.common import write_json
+from rl_minrnn.threads import OPENMP_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRESS_NAME = "suite_progress.json"
@@ -83,20 +85,34 @@ class Job:
         return {"dataset": self.dataset, "agent": self.agent, "seed": self.seed, "plan": self.plan}
 
 
+@dataclass(frozen=True)
+class RunFunctions:
+    """What a trial calls to train one run, given by the caller (``benchmarks.suite.ray_runs()``): the suite
+    hands its own functions to the scheduler rather than the scheduler importing the suite, which imports it.
+    Ray ships them to the workers by reference (module and name)."""
+
+    run_dir_of: Callable          # (dataset, agent, seed, plan) -> the run folder
+    timed_evaluations: Callable   # (name, log, previous) -> the callback that times the evaluations
+    train_and_evaluate: Callable  # (dataset, agent, seed, plan, dataset=, log=, timed=, callbacks=, resume=) -> record
+    peers: tuple                  # agents trained by another library: no checkpoints, no resume
+
+
 # ----------------------------------------------------------------------------------------------- trial side
 
 def _progress_path(run_dir: Path) -> Path:
-    return run_dir / "checkpoints" / PROGRESS_NAME
+    from rl_minrnn.training import RunFolder
+
+    return RunFolder(run_dir).checkpoints / PROGRESS_NAME
 
 
 def _read_progress(run_dir: Path, job: Job) -> dict | None:
     """The evaluations and clocks of an earlier attempt of this very job, cut at the checkpoint's step,
     or None when the folder holds no checkpoint of it (none, another plan, unreadable)."""
-    from rl_minrnn.training import read_checkpoint
+    from rl_minrnn.training import RunFolder, read_checkpoint
 
     try:
         progress = json.loads(_progress_path(run_dir).read_text())
-        step = int(read_checkpoint(run_dir / "checkpoints" / "last.pt")["step"])
+        step = int(read_checkpoint(RunFolder(run_dir).last)["step"])
     except Exception:
         return None
     if progress.get("job") != json.loads(json.dumps(job.key())):
@@ -113,7 +129,7 @@ def _read_progress(run_dir: Path, job: Job) -> dict | None:
 def _reporter(job: Job, run_dir: Path, timed):
     from ray import tune
 
-    from rl_minrnn.training import TrainerCallback
+    from rl_minrnn.training import RunFolder, TrainerCallback
     from rl_minrnn.files import write_atomically
 
     class ReportAndCheckpoint(TrainerCallback):
@@ -126,17 +142,17 @@ def _reporter(job: Job, run_dir: Path, timed):
             last = timed.evals[-1]
             tune.report({"step": trainer.step, "score": last["score"], "train_s": last["train_s"],
                          "eval_s": last["eval_s"]},
-                        checkpoint=tune.Checkpoint.from_directory(str(run_dir / "checkpoints")))
+                        checkpoint=tune.Checkpoint.from_directory(str(RunFolder(run_dir).checkpoints)))
 
     return ReportAndCheckpoint()
 
 
-def _trial(config: dict, datasets: dict, resume_ok: bool = False, quiet: bool = False) -> None:
+def _trial(config: dict, datasets: dict, runs: RunFunctions, resume_ok: bool = False, quiet: bool = False) -> None:
     """One run as a Tune trial (see the module docstring)."""
     import ray
     from ray import tune
 
-    from benchmarks import suite
+    from rl_minrnn.training import RunFolder
 
     start = time.perf_counter()
     job = Job(**config["job"])
@@ -144,19 +160,19 @@ def _trial(config: dict, datasets: dict, resume_ok: bool = False, quiet: bool = 
     tick = time.perf_counter()
     dataset = ray.get(datasets[job.dataset])
     fetch_s = time.perf_counter() - tick
-    run_dir = suite.run_dir_of(job.dataset, job.agent, job.seed, job.plan)
+    run_dir = runs.run_dir_of(job.dataset, job.agent, job.seed, job.plan)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry: the worker of an earlier attempt died
-        checkpoint.to_directory(str(run_dir / "checkpoints"))
+        checkpoint.to_directory(str(RunFolder(run_dir).checkpoints))
     previous = None
-    if job.agent not in suite.PEERS and (checkpoint is not None or resume_ok):
+    if job.agent not in runs.peers and (checkpoint is not None or resume_ok):
         previous = _read_progress(run_dir, job)
     if previous is not None:
         log(f"{job.name}: resuming from its checkpoint at step {previous['step']}")
-    timed = suite.TimedEvaluations(job.name, log, previous)
-    callbacks = [] if job.agent in suite.PEERS else [_reporter(job, run_dir, timed)]
-    record = suite.train_and_evaluate(job.dataset, job.agent, job.seed, job.plan, dataset=dataset, log=log,
-                                      timed=timed, callbacks=callbacks, resume=previous is not None)
+    timed = runs.timed_evaluations(job.name, log, previous)
+    callbacks = [] if job.agent in runs.peers else [_reporter(job, run_dir, timed)]
+    record = runs.train_and_evaluate(job.dataset, job.agent, job.seed, job.plan, dataset=dataset, log=log,
+                                     timed=timed, callbacks=callbacks, resume=previous is not None)
     record["ray"] = {"run": job.name, "node": socket.gethostname(), "pid": os.getpid(),
                      "attempt_resumed_from_step": previous["step"] if previous else None,
                      "dataset_fetch_s": fetch_s, "trial_s": time.perf_counter() - start}
@@ -195,7 +211,7 @@ def _record_writer(on_record, log, total: int):
 def _init_ray(options: RayOptions) -> None:
     import ray
 
-    env_vars = {"OMP_WAIT_POLICY": "PASSIVE"}
+    env_vars = dict(OPENMP_ENV)
     if options.address:  # a cluster: ship this checkout's code (the project itself is installed on the nodes)
         runtime_env = {"working_dir": str(ROOT), "excludes": EXCLUDES, "env_vars": env_vars}
         ray.init(address=options.address, runtime_env=runtime_env, log_to_driver=not options.quiet)
@@ -205,7 +221,7 @@ def _init_ray(options: RayOptions) -> None:
                  runtime_env={"env_vars": {**env_vars, "PYTHONPATH": path}})
 
 
-def run_trials(jobs: list[Job], datasets: dict, options: RayOptions, on_record, log=print) -> list[str]:
+def run_trials(jobs: list[Job], datasets: dict, options: RayOptions, on_record, runs: RunFunctions, log=print) -> list[str]:
     """Run ``jobs`` as Tune trials, calling ``on_record(record)`` on the driver as each run ends; returns notes
     on the runs that failed for good (after ``max_failures`` retries)."""
     import ray
@@ -225,7 +241,7 @@ def run_trials(jobs: list[Job], datasets: dict, options: RayOptions, on_record, 
             + (f" and {options.gpus_per_trial:g} GPU" if options.gpus_per_trial else "") + " each, on "
             f"{ray.cluster_resources().get('CPU', 0):g} CPU(s); {len(refs)} dataset(s) put in the object store in "
             f"{time.perf_counter() - tick:.1f}s; checkpoints in {options.storage_path}")
-        trainable = tune.with_parameters(_trial, datasets=refs, resume_ok=options.resume_ok, quiet=options.quiet)
+        trainable = tune.with_parameters(_trial, datasets=refs, runs=runs, resume_ok=options.resume_ok, quiet=options.quiet)
         resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
@@ -265,6 +281,15 @@ def jobs_with_threads(jobs: list[Job], options: RayOptions) -> list[Job]:
     return out
 
 
+def add_runner_arguments(parser, run_root: str) -> None:
+    """What ``run_jobs`` reads, for the suite's and the sweep's command lines: where runs live, whether
+    finished ones are skipped, how much is printed, and the Ray flags."""
+    parser.add_argument("--run-root", default=run_root, help="run directories (checkpoints, logs)")
+    parser.add_argument("--resume-ok", action="store_true", help="skip runs whose JSON already exists")
+    parser.add_argument("--quiet", action="store_true")
+    add_ray_arguments(parser)
+
+
 def add_ray_arguments(parser) -> None:
     """The Ray flags of the suite and the sweep (``args.ray`` is set by ``--ray-address`` too)."""
     group = parser.add_argument_group('Ray (benchmarks/ray_suite.py; pip install -e ".[ray]")')
@@ -282,9 +307,9 @@ def add_ray_arguments(parser) -> None:
                             "cluster storage every node reaches: an NFS path or s3://...")
 
 
-def run_jobs(jobs: list[Job], datasets: dict, args, runs_dir: Path, command: str, log=print) -> list[str]:
-    """``run_trials`` with the options of parsed ``add_ray_arguments`` flags (plus ``run_root``, ``resume_ok``,
-    ``quiet``), writing each run's JSON into ``runs_dir``; one line and exit 2 when Ray is not installed."""
+def run_jobs(jobs: list[Job], datasets: dict, args, runs_dir: Path, command: str, runs: RunFunctions,
+             log=print) -> list[str]:
+    """``run_trials`` with the options of parsed ``add_runner_arguments`` flags, writing each run's JSON into ``runs_dir``; one line and exit 2 when Ray is not installed."""
     try:
         import ray  # noqa: F401  (the optional extra)
     except ImportError as exc:
@@ -293,7 +318,7 @@ def run_jobs(jobs: list[Job], datasets: dict, args, runs_dir: Path, command: str
         address=args.ray_address, num_cpus=args.ray_cpus, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, resume_ok=args.resume_ok,
         quiet=args.quiet, storage_path=args.storage_path or str(Path(args.run_root).resolve() / "ray"))
-    return run_trials(jobs_with_threads(jobs, options), datasets, options, write_record(runs_dir, command), log)
+    return run_trials(jobs_with_threads(jobs, options), datasets, options, write_record(runs_dir, command), runs, log)
 
 
 def write_record(runs_dir: Path, command: str):

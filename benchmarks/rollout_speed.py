@@ -28,13 +28,14 @@ Writes ``benchmarks/results/rollout_speed.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from rl_minrnn.threads import passive_openmp  # noqa: E402  (before torch loads OpenMP)
+
+passive_openmp()
 ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np
@@ -81,24 +82,29 @@ def step(agent, inputs: RandomInputs, t: int) -> np.ndarray:
 
 
 def can_fast_forward(agent) -> bool:
-    return all(hasattr(agent, n) for n in ("_win_states", "_win_actions", "_win_returns", "_win_times", "_win_len", "_t"))
+    return "window" in getattr(agent, "rollout_modes", ())
 
 
 @torch.inference_mode()
 def fast_forward_window(agent, inputs: RandomInputs, steps: int) -> None:
     """Put a freshly ``reset`` window-mode agent in the state ``steps`` real act/observe calls with ``inputs``
-    would leave: its window holds the last min(steps, K) steps (normalised as ``act`` does), counter = steps."""
-    k = agent.context
-    first = max(0, steps - k)
-    for i, t in enumerate(range(first, steps)):
-        rtg, states, actions = inputs(t)
-        s = (torch.as_tensor(states) - agent.state_mean) / agent.state_std
-        agent._win_states[:, i] = s
-        agent._win_returns[:, i] = torch.as_tensor(rtg) / agent.return_scale
-        agent._win_actions[:, i] = torch.as_tensor(actions)
-        agent._win_times[:, i] = t
-    agent._win_len = steps - first
-    agent._t.fill_(steps)
+    would leave, without running the model: the window state (``agents.base.WindowState``) holds the last
+    min(steps, K) steps, normalised as ``step`` does, and the protocol's record (``agent.rollout``) that
+    state, the last action and the step counter."""
+    if steps == 0:
+        return
+    first = max(0, steps - agent.context)
+    n = steps - first
+    rtg, states, actions = (torch.as_tensor(np.stack(x, axis=1)) for x in zip(*(inputs(t) for t in range(first, steps))))
+    states, rtg = agent.normalise(states, rtg)
+    window = agent.initial_state(inputs.batch, "window")
+    pad = lambda x, like: torch.cat([x.to(like.dtype), like[:, n:]], dim=1)  # noqa: E731  (slots past n stay 0)
+    times = torch.arange(first, steps).expand(inputs.batch, n)
+    window = window._replace(states=pad(states, window.states), returns=pad(rtg, window.returns),
+                             actions=pad(actions, window.actions), timesteps=pad(times, window.timesteps),
+                             length=torch.full_like(window.length, n))
+    agent.rollout = agent.rollout._replace(state=window, prev_action=actions[:, -1].to(window.actions.dtype),
+                                           t=torch.full_like(agent.rollout.t, steps))
 
 
 def advance(agent, mode: str, inputs: RandomInputs, steps: int, fast_forward: bool) -> str:

@@ -39,13 +39,14 @@ learning-curve plot per dataset, ``<out>/curves-<dataset>.png`` (default out:
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from rl_minrnn.threads import passive_openmp  # noqa: E402  (before torch loads OpenMP)
+
+passive_openmp()
 ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np
@@ -58,8 +59,10 @@ from benchmarks.common import machine_info, write_json
 from benchmarks.peers.d3rlpy_dt import PeerUnavailable
 from benchmarks.plots import plot_learning_curves
 from benchmarks.suite_tables import AGENT_NAMES, aggregate, load_runs
-from benchmarks.ray_suite import add_ray_arguments
-from rl_minrnn.configs.schema import CONFIG_DIR, ConfigError, config_for_dataset, load_config, profile_path
+from benchmarks.ray_suite import add_runner_arguments
+from rl_minrnn.configs.schema import ConfigError
+from rl_minrnn.configs.loading import CONFIG_DIR, config_for_dataset, profile_path
+from rl_minrnn.training.options import load_config
 from rl_minrnn.envs.offline import DatasetError, DatasetNotFoundError, load_dataset
 
 LOCAL_SUITE = [
@@ -265,7 +268,14 @@ def _run_on_ray(pending: list, plan: dict, available: dict, args, runs_dir: Path
     from benchmarks import ray_suite
 
     jobs = [ray_suite.Job(run_name(d, a, s), d, a, s, plan) for d, a, s in pending]
-    return ray_suite.run_jobs(jobs, available, args, runs_dir, command, log)
+    return ray_suite.run_jobs(jobs, available, args, runs_dir, command, ray_runs(), log)
+
+
+def ray_runs():
+    """This suite's one-run functions for the Ray trials (``benchmarks.ray_suite.RunFunctions``)."""
+    from benchmarks.ray_suite import RunFunctions
+
+    return RunFunctions(run_dir_of, TimedEvaluations, train_and_evaluate, PEERS)
 
 
 def main(argv=None) -> int:
@@ -285,11 +295,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra config override key=value, applied to every run (e.g. model.width=32)")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/suite-<protocol>")
-    parser.add_argument("--run-root", default="/tmp/rl_minrnn_suite", help="run directories (checkpoints, logs)")
-    parser.add_argument("--resume-ok", action="store_true", help="skip runs whose JSON already exists")
     parser.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables from the run JSONs")
-    parser.add_argument("--quiet", action="store_true")
-    add_ray_arguments(parser)
+    add_runner_arguments(parser, run_root="/tmp/rl_minrnn_suite")
     args = parser.parse_args(argv)
 
     proto = PROTOCOLS[args.protocol]

@@ -51,8 +51,9 @@ import yaml
 
 from benchmarks import suite, suite_tables
 from benchmarks.common import machine_info, markdown_table, write_json
-from benchmarks.ray_suite import Job, add_ray_arguments, run_jobs
-from rl_minrnn.configs.schema import ConfigError, load_config
+from benchmarks.ray_suite import Job, add_runner_arguments, run_jobs
+from rl_minrnn.configs.schema import ConfigError
+from rl_minrnn.training.options import load_config
 
 KEYS = {"protocol", "datasets", "agents", "seeds", "steps", "eval_every", "episodes", "final_episodes", "set", "variants", "grid", "sample"}
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
@@ -222,11 +223,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", help="the sweep's YAML file")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/sweep-<file name>")
-    parser.add_argument("--run-root", default="/tmp/rl_minrnn_sweep", help="run directories (checkpoints, logs)")
-    parser.add_argument("--resume-ok", action="store_true", help="skip runs whose JSON already exists")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and stop")
-    parser.add_argument("--quiet", action="store_true")
-    add_ray_arguments(parser)
+    add_runner_arguments(parser, run_root="/tmp/rl_minrnn_sweep")
     args = parser.parse_args(argv)
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     out = Path(args.out or suite.ROOT / "benchmarks" / "results" / f"sweep-{Path(args.sweep).stem}")
@@ -256,7 +254,8 @@ def main(argv=None) -> int:
     pending = [j for j in pending if datasets.get(j.dataset) is not None]
 
     if args.ray or args.ray_address:
-        notes += run_jobs(pending, {d: ds for d, ds in datasets.items() if ds is not None}, args, runs_dir, command, log)
+        notes += run_jobs(pending, {d: ds for d, ds in datasets.items() if ds is not None}, args, runs_dir, command,
+                          suite.ray_runs(), log)
     else:
         for i, j in enumerate(pending):
             log(f"[{i + 1}/{len(pending)}] {j.name}")

@@ -31,18 +31,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from rl_minrnn.threads import passive_openmp  # noqa: E402  (before torch loads OpenMP)
+
+passive_openmp()
 ROOT = Path(__file__).resolve().parents[1]
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rl_minrnn.agents.embeddings import TOKENS_PER_STEP
-from rl_minrnn.agents.factory import build_agent
+from rl_minrnn.agents.factory import AGENTS as AGENT_KINDS, build_agent
 from rl_minrnn.configs.schema import ModelConfig, TrainConfig
 from rl_minrnn.training.step import TrainingStep
 from benchmarks.common import write_results, fmt, machine_info, markdown_table, resolve_device, time_interleaved
@@ -86,7 +87,7 @@ def count_flops(agent, batch: dict, cfg: dict) -> dict:
     agent.zero_grad(set_to_none=True)
     counted = int(counter.get_total_flops())
     attention = 0
-    if cfg["kind"] == "decision_transformer":
+    if AGENT_KINDS[cfg["kind"]].self_attention:
         b, k = batch["states"].shape[:2]
         length = k * TOKENS_PER_STEP[cfg["tokens"]]
         attention = 3 * 4 * b * length * length * cfg["width"] * cfg["depth"]
@@ -98,7 +99,7 @@ def estimate_gb(cfg: dict, batch: int, context: int) -> float:
     L x L attention (the CPU kernels may materialise it) x 3 copies."""
     length = context * TOKENS_PER_STEP[cfg["tokens"]]
     act = batch * length * cfg["width"] * 40 * cfg["depth"] * 4
-    if cfg["kind"] == "decision_transformer":
+    if AGENT_KINDS[cfg["kind"]].self_attention:
         act += 3 * batch * cfg["heads"] * length * length * cfg["depth"] * 4
     return act / 1e9
 

@@ -31,6 +31,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import fmt, machine_info, markdown_table, write_results
+from rl_minrnn.threads import OPENMP_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_FOLDERS = ("agents", "configs", "deploy", "envs", "training")  # installed as rl_minrnn.<folder>
@@ -40,7 +41,10 @@ WORKER = r"""
 import json, os, sys, tempfile, time
 import torch
 torch.set_num_threads(int(os.environ["RLM_THREADS"]))
-from rl_minrnn.configs.schema import load_config
+try:
+    from rl_minrnn.training.options import load_config
+except ImportError:  # a revision whose config module also checked the values
+    from rl_minrnn.configs.schema import load_config
 from rl_minrnn.training.trainer import Trainer
 import rl_minrnn.configs as configs_pkg
 folder = os.path.dirname(configs_pkg.__file__)
@@ -87,7 +91,7 @@ class Worker:
 
     def __init__(self, site: Path, spec: dict, threads: int):
         env = {**os.environ, "PYTHONPATH": str(site), "RLM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-               "MKL_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+               "MKL_NUM_THREADS": str(threads), **OPENMP_ENV}
         self.proc = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(spec)], cwd=str(site), env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.info = self._read()

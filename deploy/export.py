@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from rl_minrnn.agents.base import DecisionAgent
-from rl_minrnn.agents.decision_rnn import DecisionRNN
 from rl_minrnn.files import write_atomically
 
 from .graphs import FIRST_INPUTS, step_module
@@ -76,20 +75,6 @@ def env_action_bounds(env_id: str, act_dim: int) -> tuple[list[float], list[floa
     return [-1.0] * act_dim, [1.0] * act_dim, f"tanh range ({env_id} not used: {reason})"
 
 
-def agent_summary(agent: DecisionAgent) -> dict:
-    """The architecture, read from the agent itself."""
-    out = {"kind": "decision_rnn" if isinstance(agent, DecisionRNN) else "decision_transformer",
-           "tokens": agent.embed.layout, "width": agent.embed.state.out_features, "context": agent.context,
-           "max_timestep": agent.embed.max_timestep, "parameters": sum(p.numel() for p in agent.parameters())}
-    if isinstance(agent, DecisionRNN):
-        block = agent.stack.blocks[0]
-        out.update(cell=type(block.cell).__name__.lower(), depth=len(agent.stack.blocks),
-                   hidden=block.cell.hidden_dim, conv=block.conv.kernel_size if block.conv is not None else 0)
-    else:
-        out.update(depth=len(agent.blocks), heads=agent.blocks[0].heads)
-    return out
-
-
 def build_metadata(step, agent: DecisionAgent, mode: str, fmt: str, info: dict, action_low, action_high,
                    bounds_from: str) -> dict:
     config = info.get("config") or {}
@@ -116,7 +101,7 @@ def build_metadata(step, agent: DecisionAgent, mode: str, fmt: str, info: dict, 
         "project_version": project_version(),
         "exported_with": {"format": fmt, "torch": torch.__version__},
         "mode": mode,
-        "agent": agent_summary(agent),
+        "agent": agent.summary(),
         "model_config": config.get("model"),
         "env_id": info.get("env_id"),
         "dataset_id": info.get("dataset_id"),

@@ -21,12 +21,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rl_minrnn.configs.schema import (ConfigError, ExperimentConfig, config_for_dataset, load_config,
-                                      profile_path)
+from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
+from rl_minrnn.configs.loading import config_for_dataset, profile_path
+from rl_minrnn.training.options import load_config
 from rl_minrnn.deploy.runtime import is_exported_file, load_exported_agent
 from rl_minrnn.envs.evaluation.results import EvaluationResult
 from rl_minrnn.envs.scores import ReferenceScores, resolve_reference_scores, task_name
-from rl_minrnn.training import Trainer, load_agent
+from rl_minrnn.training import RunFolder, Trainer, load_agent
 
 ConfigLike = ExperimentConfig | dict | str | Path | Sequence[str | Path] | None
 
@@ -56,14 +57,14 @@ class TrainResult:
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
+        return RunFolder(self.run_dir).last
 
     @property
     def best_checkpoint(self) -> Path | None:
         """``best.pt``: the weights of the best in-run evaluation (None when the run never evaluated). Choosing
         it is an online selection: the evaluations that picked it are episodes in the environment, which
         offline RL does not have; ``final["best"]`` is its score on fresh episodes."""
-        return self.run_dir / "checkpoints" / "best.pt" if self.best_step is not None else None
+        return RunFolder(self.run_dir).best if self.best_step is not None else None
 
     @property
     def checkpoint(self) -> Path:
@@ -73,7 +74,7 @@ class TrainResult:
 
     @property
     def metrics_file(self) -> Path:
-        return self.run_dir / "metrics.jsonl"
+        return RunFolder(self.run_dir).metrics
 
     def history(self) -> list[dict]:
         """Every logged event of ``metrics.jsonl`` (``{"step": ..., "train/loss": ...}``), in order."""
@@ -136,7 +137,7 @@ def make_trainer(config: ConfigLike = None, *, dataset: str | None = None, overr
     resolved, name = resolve_config(config, dataset, overrides, profile, log)
     run_dir = Path(run_dir) if run_dir else Path(runs_root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     lock = RunLock.acquire(run_dir)  # first: a folder another process trains in is refused as such
-    if (run_dir / "checkpoints" / "last.pt").exists():
+    if RunFolder(run_dir).last.exists():
         lock.release()
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --run-dir")
     if announce is not None:
@@ -145,7 +146,7 @@ def make_trainer(config: ConfigLike = None, *, dataset: str | None = None, overr
     m = resolved.model
     log(f"Dataset {trainer.dataset.dataset_id!r}: {trainer.dataset.num_episodes} episodes, "
         f"{trainer.dataset.num_steps} steps; env {trainer.dataset.env_id}")
-    log(f"Model {m.kind} ({m.cell if m.kind == 'decision_rnn' else 'attention'}, width {m.width}, depth {m.depth}, "
+    log(f"Model {m.kind} ({trainer.agent.sequence_model}, width {m.width}, depth {m.depth}, "
         f"{m.tokens} tokens, {sum(p.numel() for p in trainer.agent.parameters()):,} parameters) on {trainer.device}, "
         f"{trainer.threads} thread(s); {resolved.train.steps} steps, {resolved.train.regime} regime")
     return trainer

@@ -12,7 +12,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
-from .cells import CELLS
+from .cells import CELLS, token_rows
 from .dropout import Dropout
 from .ranges import Number, OneOf
 
@@ -119,7 +119,20 @@ class MinRNNBlock(nn.Module):
         x_t = x_t + self.mlp(self.norm_mlp(x_t))
         return x_t, BlockState(h, conv_buffer)
 
-
+    def steps(self, x: torch.Tensor, state: BlockState, n: int, keep_first: torch.Tensor | None = None,
+              last_only: bool = False) -> tuple[torch.Tensor, BlockState]:
+        """``n`` consecutive steps at once (no convolution): ``x (n * B, dim)`` token-major rows, the LayerNorms,
+        projections and MLP on all rows together, the recurrence step by step (``cell.steps``); ``keep_first``
+        as there. ``last_only``: only the last step's output ``(B, dim)`` (what the top layer needs)."""
+        states = self.cell.steps(self.norm_cell(x), state.h, n, keep_first)
+        h = states[-1]
+        if last_only and n > 1:
+            x, y = token_rows(x, n)[-1], self.cell.to_out(h)
+        else:
+            y = self.cell.to_out(torch.cat(states, dim=0) if n > 1 else h)
+        x = x + self.dropout(y)
+        x = x + self.mlp(self.norm_mlp(x))
+        return x, BlockState(h)
 
 
 class MinRNNStack(nn.Module):
@@ -147,6 +160,39 @@ class MinRNNStack(nn.Module):
             x_t, s = block.step(x_t, s)
             new_states.append(s)
         return self.norm(x_t), new_states
+
+    def step_tokens(self, x: torch.Tensor, n: int, state: Sequence[BlockState],
+                    keep_first: torch.Tensor | None = None) -> tuple[torch.Tensor, list[BlockState]]:
+        """``n`` consecutive tokens of one batch as token-major rows ``x (n * B, dim)``, from ``state`` (one
+        :class:`BlockState` of tensors per layer) -> the last token's output ``(B, dim)`` and the new state;
+        the same numbers as ``n`` calls of ``step`` (a rollout step's three interleaved tokens in one call).
+        ``keep_first (B, 1)`` bool: where False the first token does not change the state (an episode's first
+        step, which has no previous-action token), so one fixed graph serves every step. Without a
+        convolution each layer takes all tokens at once (``MinRNNBlock.steps``: a third of the operators of
+        three passes); with one the tokens go through ``block.step`` one by one."""
+        states = self._split(state)
+        if all(block.conv is None for block in self.blocks):
+            new_states, top = [], len(self.blocks) - 1
+            for i, (block, s) in enumerate(zip(self.blocks, states)):
+                x, s = block.steps(x, s, n, keep_first, last_only=i == top)
+                new_states.append(s)
+            return self.norm(x), new_states
+        hidden = None
+        for j, x_t in enumerate(token_rows(x, n)):
+            new_states = []
+            for block, s in zip(self.blocks, states):
+                x_t, s_next = block.step(x_t, s)
+                if j == 0 and keep_first is not None:
+                    s_next = BlockState(torch.where(keep_first, s_next.h, s.h),
+                                        torch.where(keep_first.unsqueeze(-1), s_next.conv, s.conv))
+                new_states.append(s_next)
+            states, hidden = new_states, x_t
+        return self.norm(hidden), states
+
+    def set_scan(self, scan: str) -> None:
+        """Every cell's parallel scan (``rl_minrnn.scan.SCAN_MODES``); ``sequential`` traces as plain operators."""
+        for block in self.blocks:
+            block.cell.scan = scan
 
     def _split(self, state):
         if state is None:

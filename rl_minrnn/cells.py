@@ -121,6 +121,15 @@ def log_g(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), F.logsigmoid(x))
 
 
+def token_rows(x: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """The ``n`` token-major blocks of rows of ``x`` ``(n * B, ...)``, by slicing: ``chunk``/``split`` would
+    make torch.export fix the batch size."""
+    if n == 1:
+        return [x]
+    batch = x.shape[0] // n
+    return [x[j * batch:(j + 1) * batch] for j in range(n)]
+
+
 class _MinRNNCell(nn.Module):
     """Shared machinery: one input projection to the gate/candidate pre-activations, the scan, and an
     optional projection of the hidden state (width ``int(dim * expansion)``) back to ``dim``."""
@@ -177,6 +186,22 @@ class _MinRNNCell(nn.Module):
         a, b = self.coefficients(self._preactivations(x_t))
         h = b if h is None else torch.addcmul(b, a, h.to(b.dtype))
         return self.to_out(h.to(x_t.dtype)), h
+
+    def steps(self, x: torch.Tensor, h: torch.Tensor, n: int, keep_first: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``n`` consecutive steps of one batch at once: ``x (n * B, dim)`` token-major rows (step j is rows
+        ``j*B:(j+1)*B``), ``h (B, hidden)`` -> the state after each step. One projection and one coefficient
+        call for all ``n`` steps; only ``h = a * h + b`` runs step by step (at batch 1 a step costs about its
+        number of operators, not its arithmetic). ``keep_first (B, 1)`` bool: where False the first step
+        leaves the state as it was (a row with no such step)."""
+        a, b = self.coefficients(self.to_gates(x))
+        states = []
+        for j, (a_j, b_j) in enumerate(zip(token_rows(a, n), token_rows(b, n))):
+            h_next = torch.addcmul(b_j, a_j, h)
+            if j == 0 and keep_first is not None:
+                h_next = torch.where(keep_first, h_next, h)
+            h = h_next
+            states.append(h)
+        return states
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, hidden_dim={self.hidden_dim}, scan={self.scan!r}"

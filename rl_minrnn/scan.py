@@ -30,7 +30,7 @@ SCAN_MODES = ("chunked", "log", "sequential")
 
 
 def default_chunk_size(length: int, device: torch.device | str = "cpu", rows: int | None = None) -> int:
-    """The chunk size used when none is given, chosen by measurement (``benchmarks/scan.py``).
+    """The chunk size used when none is given, chosen by measurement (``benchmarks/scan_speed.py``).
 
     ``rows`` is the number of elements one time step updates (batch x width). On GPUs every step is a
     kernel launch, so about sqrt(T) balances the in-chunk loops (2C launches) against the carry loop

@@ -77,6 +77,7 @@ def test_window_rollout_reruns_the_last_k_steps(kind, tokens):
 
 
 @pytest.mark.parametrize("tokens", ["interleaved", "fused"])
+@pytest.mark.slow
 def test_carried_state_over_chunks_equals_one_pass(tokens):
     agent = make_agent(tokens=tokens)
     s, a, r, t = normalised(agent, *episode(40))
@@ -161,6 +162,7 @@ def test_weight_decay_groups(kind):
     assert len(everything["params"]) == len(list(agent.parameters()))
 
 
+@pytest.mark.slow
 def test_the_foreach_optimiser_updates_the_weights_as_the_default_loop_does():
     """``build_optimizer`` runs AdamW over all parameters at once (``foreach``); over warm-up and both
     decay groups it must give the per-parameter loop's weights to the bit."""

@@ -19,7 +19,8 @@ import yaml
 
 import rl_minrnn
 from rl_minrnn import api
-from rl_minrnn.configs.schema import ConfigError, load_config
+from rl_minrnn.configs.schema import ConfigError
+from rl_minrnn.training.options import load_config
 from rl_minrnn.progress import LineProgress, line_interval, progress_bar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,7 @@ def readme_example() -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_readme_python_api_example_runs(tmp_path, monkeypatch, capsys):
     """The README's example as written (train on the shipped sample, load, evaluate, one episode), with a
     tiny budget added to its ``train`` call as ``--set`` would; at most ten lines of code."""
@@ -126,6 +128,7 @@ def run_episode(policy, seed, max_steps):
 
 
 @pytest.mark.parametrize("exported", [False, True])
+@pytest.mark.slow
 def test_policy_act_gives_the_rollouts_returns(trained, tmp_path, exported):
     """Acting step by step with the policy (its return-to-go and state inside) gives the batched rollout's
     return for the same seed, for a checkpoint and for its ONNX export; reset starts afresh."""
@@ -157,6 +160,7 @@ def test_policy_checks_its_input(trained):
         rl_minrnn.load_policy(trained.checkpoint, mode="nope")
 
 
+@pytest.mark.slow
 def test_render_writes_a_video(trained, tmp_path):
     result = rl_minrnn.render(trained.checkpoint, tmp_path / "v.gif", max_episode_steps=10, width=64, height=64)
     assert result.video == str(tmp_path / "v.gif") and (tmp_path / "v.gif").stat().st_size > 0
@@ -164,6 +168,7 @@ def test_render_writes_a_video(trained, tmp_path):
 
 # ------------------------------------------------------------------------------------------ progress
 
+@pytest.mark.slow
 def test_progress_in_a_file_is_a_few_lines_with_a_rate(tiny_dataset, tmp_path, minari_store):
     """A 600-step run through train_agent.py with its output in a file: under 6 KB, no bar redraws, progress
     lines with step, rate, loss and ETA, and the evaluation lines as on a terminal."""
@@ -224,6 +229,7 @@ def test_progress_bar_is_tqdm_on_a_terminal_and_lines_elsewhere():
 
 # ------------------------------------------------------------------------------------------ trackers
 
+@pytest.mark.slow
 def test_mlflow_store_gets_the_metrics_and_the_config(tiny_dataset, tmp_path, monkeypatch):
     """train.loggers=[mlflow]: the local store beside the run folder holds every metric of metrics.jsonl at its
     step, and the config as parameters; a resumed run continues the same MLflow run."""
@@ -329,6 +335,7 @@ def test_dataset_command_refuses_an_unknown_subcommand(capsys):
     assert main([]) == 2
 
 
+@pytest.mark.slow
 def test_installed_command_runs(tmp_path):
     """The console command itself, where pip put it (beside this interpreter)."""
     exe = Path(sys.executable).parent / "rl-minrnn-evaluate"

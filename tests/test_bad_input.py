@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rl_minrnn.configs.schema import RULES, ConfigError, ExperimentConfig, load_config
+from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
+from rl_minrnn.training.options import RULES, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUE_ROWS = ["model.dropout=inf", "model.expansion=inf", "model.max_timestep=99999999999", "model.mlp_ratio=1e30",

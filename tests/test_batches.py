@@ -73,7 +73,7 @@ def test_rows_match_brute_force(make_offline_dataset, sampler_kind):
 
 def test_episodes_sampled_in_proportion_to_length(make_offline_dataset):
     ds = make_offline_dataset([10, 90], obs_dim=2, act_dim=1)
-    norm = StateNormalizer.identity(2)
+    norm = StateNormalizer(np.zeros(2), np.ones(2))  # identity
     sampler = WindowSampler(ds, context=1, batch_size=20_000, return_scale=1000.0, normalizer=norm, seed=0)
     b = sampler.sample()
     first_states = ds.episodes[0].observations[:-1]

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_suite_tiny(tiny_dataset, tmp_path):
     from benchmarks import suite
 
@@ -57,6 +58,7 @@ def test_learning_curve_statistics():
     np.testing.assert_allclose(c["seconds"], [2.0, 3.0])
 
 
+@pytest.mark.slow
 def test_ablations_tiny(tiny_dataset, tmp_path):
     from benchmarks import ablations
 
@@ -92,6 +94,7 @@ def test_main_job_reads_every_evaluation(tmp_path):
     assert [(e["step"], e["score"], e["eval_s"]) for e in evals] == [(1000, 45.0, 3.0), (2000, 61.0, 4.0)]
 
 
+@pytest.mark.slow
 def test_train_speed_tiny(tmp_path):
     from benchmarks import train_speed
 
@@ -106,6 +109,7 @@ def test_train_speed_tiny(tmp_path):
     assert all(r["attention_flops_analytic"] > 0 for r in dt)
 
 
+@pytest.mark.slow
 def test_train_speed_versions_runs_a_revision_beside_the_working_tree(tmp_path):
     """Both versions' trainers run in their own processes (HEAD from ``git archive``, the working tree as
     it is) and every variant gets a rate and a ratio to the baseline."""
@@ -121,6 +125,7 @@ def test_train_speed_versions_runs_a_revision_beside_the_working_tree(tmp_path):
     assert rows["new@1x2"]["processes"] == 2 and all(r["timesteps_per_s"] > 0 for r in rows.values())
 
 
+@pytest.mark.slow
 def test_rollout_speed_tiny(tmp_path):
     from benchmarks import rollout_speed
 

@@ -42,6 +42,7 @@ def _arrays(root: Path, dataset_id: str) -> list[tuple]:
             for e in read_minari_dataset(root / dataset_id).episodes]
 
 
+@pytest.mark.slow
 def test_stops_at_the_target_and_writes_the_whole_buffer_as_minari(tmp_path):
     import gymnasium as gym
 

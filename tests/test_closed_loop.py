@@ -1,7 +1,7 @@
 """A low training loss is not a policy: agents trained briefly on a small HalfCheetah medium dataset must
 run in closed loop, scoring a good share of what the behaviour policy scored.
 
-This is the guard for issue 9: with PyTorch's default initialisation and weight decay on every parameter,
+The guard against a policy that fits its windows and fails in closed loop: with PyTorch's default initialisation and weight decay on every parameter,
 the same runs fitted their windows (training loss about 0.01) and scored 2 (HalfCheetah episodes that
 never get going). Now they score 20-41 against the data's 46 (8 runs, seeds 0-3, both agents, at 800
 steps), so the bar, a third of the behaviour's score at the better of two evaluations, sits well clear of
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from rl_minrnn.training import Trainer
-from rl_minrnn.configs.schema import load_config
+from rl_minrnn.training.options import load_config
 from rl_minrnn.envs.offline import load_dataset
 
 GUARD_DATASET = Path(__file__).resolve().parent / "data" / "test" / "halfcheetah" / "guard-v0"
@@ -43,4 +43,4 @@ def test_short_training_runs_in_closed_loop(kind, guard_dataset, tmp_path):
     score = outcome["best"]["score"]
     assert score >= behaviour_score / 3, (
         f"{kind} scored at best {score:.1f} in closed loop (steps 400 and 800); the behaviour policy's episodes "
-        f"score {behaviour_score:.1f}. A low training loss with a failing policy is what issue 9 was.")
+        f"score {behaviour_score:.1f}. A low training loss with a failing policy.")

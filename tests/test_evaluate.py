@@ -11,7 +11,7 @@ import evaluate
 import torch
 from rl_minrnn.agents import build_agent
 from rl_minrnn.training import load_agent, save_checkpoint
-from rl_minrnn.configs.schema import load_config
+from rl_minrnn.training.options import load_config
 from rl_minrnn.envs.evaluation.render import RenderError, setup_headless_gl
 from rl_minrnn.envs.evaluation.rollout import evaluate_agent
 
@@ -97,6 +97,7 @@ def test_unknown_mode_is_a_clear_error(checkpoint, capsys):
     assert "recurrent, window" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_render_through_the_cli(checkpoint, tmp_path, capsys):
     try:
         setup_headless_gl()

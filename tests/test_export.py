@@ -19,7 +19,7 @@ import torch
 import evaluate
 from rl_minrnn.agents import DecisionRNN, DecisionTransformer, build_agent
 from rl_minrnn.training import save_checkpoint
-from rl_minrnn.configs.schema import load_config
+from rl_minrnn.training.options import load_config
 from rl_minrnn.deploy import export as exporter
 from rl_minrnn.deploy.metadata import ExportedPolicyError, project_version
 from rl_minrnn.deploy.runtime import ExportedAgent, ExportedPolicy, file_format, load_exported_agent
@@ -112,6 +112,7 @@ def assert_informative(actions):
     ("minlstm", "fused", 0, 1.5),  # a hidden width other than the model's: the cell's output projection
     ("mingru", "interleaved", 3, 1.0),  # the convolution's token-by-token path
 ])
+@pytest.mark.slow
 def test_recurrent_step_equals_pytorch_over_an_episode(cell, tokens, conv, expansion, fmt, tmp_path):
     config = dict(cell=cell, tokens=tokens, conv=conv, expansion=expansion)
     want = reference("rnn", "recurrent", **config)
@@ -125,6 +126,7 @@ def test_recurrent_step_equals_pytorch_over_an_episode(cell, tokens, conv, expan
     ("dt", "interleaved", "onnx"), ("dt", "fused", "onnx"), ("dt", "interleaved", "torchscript"),
     ("rnn", "fused", "torchscript"),  # the Decision-RNN's window mode exports the same way
 ])
+@pytest.mark.slow
 def test_window_step_equals_pytorch_over_an_episode(kind, tokens, fmt, tmp_path):
     want = reference(kind, "window", tokens=tokens)
     got = exported_rollout(make_agent(kind, tokens=tokens), tmp_path, fmt, mode="window")
@@ -180,6 +182,7 @@ def evaluate_json(path, tmp_path, *extra):
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, fmt", [("rnn", "onnx"), ("rnn", "torchscript"), ("dt", "torchscript")])
 def test_evaluate_gives_the_checkpoints_returns(hopper_checkpoint, kind, fmt, tmp_path, capsys):
     if kind == "rnn":

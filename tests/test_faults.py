@@ -84,6 +84,7 @@ def all_finite(path: Path) -> bool:
 # ----------------------------------------------------------------------------------------- SIGKILL
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_exact_and_leaves_no_stale_lock(tiny_dataset, tmp_path):
     steps = ["train.steps=600", "train.checkpoint_every=10"]
     straight = cli("train_agent.py", *train_args(tmp_path / "straight", tiny_dataset.dataset_id, *steps))
@@ -109,6 +110,7 @@ def test_sigkill_then_resume_is_bit_exact_and_leaves_no_stale_lock(tiny_dataset,
 # ----------------------------------------------------------------------------------------- one trainer per folder
 
 
+@pytest.mark.slow
 def test_a_second_trainer_on_a_run_folder_in_use_is_refused_at_once(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     first = cli("train_agent.py", *train_args(run, tiny_dataset.dataset_id, "train.steps=1000000",
@@ -146,6 +148,7 @@ EVAL_EVERY_STEP = ["eval.every=1", "eval.episodes=1", "eval.max_episode_steps=5"
                    "eval.final_episodes=1"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("evaluating", [False, True], ids=["loss", "evaluation"])
 def test_a_diverging_config_stops_at_the_first_non_finite_value_and_keeps_finite_checkpoints(evaluating, tiny_dataset,
                                                                                             tmp_path):
@@ -180,6 +183,7 @@ HopperEnv.step = _failing_step
 """
 
 
+@pytest.mark.slow
 def test_an_evaluation_that_fails_keeps_the_step_reached(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     args = train_args(run, tiny_dataset.dataset_id, "train.steps=100", "train.checkpoint_every=1000",
@@ -198,6 +202,7 @@ def test_an_evaluation_that_fails_keeps_the_step_reached(tiny_dataset, tmp_path)
 # ----------------------------------------------------------------------------------------- a failing write
 
 
+@pytest.mark.slow
 def test_a_checkpoint_write_that_fails_part_way_leaves_the_previous_file_intact(tiny_dataset, tmp_path):
     """The write fails for real: the resumed trainer may not write files larger than half a checkpoint
     (RLIMIT_FSIZE: the kernel refuses the write part-way with EFBIG), as on a disk that fills up."""
@@ -261,7 +266,7 @@ def test_training_on_a_nan_dataset_is_refused(tiny_dataset, minari_store, tmp_pa
 
 def test_a_diverged_checkpoint_is_not_stepped_into_mujoco(tiny_dataset, tmp_path):
     from rl_minrnn.training import Trainer
-    from rl_minrnn.configs.schema import load_config
+    from rl_minrnn.training.options import load_config
 
     Trainer(load_config(overrides=SMALL + ["train.steps=5"]), tmp_path / "run", progress=False, dataset=tiny_dataset).run()
     data = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
@@ -305,7 +310,7 @@ def test_non_finite_actions_never_reach_the_environment(monkeypatch):
                                   "missing checkpoint", "truncated dataset file"])
 def test_bad_files_are_one_line_errors(case, tiny_dataset, minari_store, tmp_path):
     from rl_minrnn.training import Trainer
-    from rl_minrnn.configs.schema import load_config
+    from rl_minrnn.training.options import load_config
 
     run = tmp_path / "run"
     Trainer(load_config(overrides=SMALL + ["train.steps=5"]), run, progress=False, dataset=tiny_dataset).run()
@@ -335,7 +340,7 @@ def test_checkpoints_get_the_usual_file_permissions(tiny_dataset, tmp_path):
     """``mkstemp`` makes its file private (0600); a checkpoint others on the machine may evaluate keeps
     the umask's permissions after the atomic rename."""
     from rl_minrnn.training import Trainer
-    from rl_minrnn.configs.schema import load_config
+    from rl_minrnn.training.options import load_config
 
     umask = os.umask(0o022)
     try:
@@ -353,6 +358,7 @@ Trainer._evaluate_final = _fail
 """
 
 
+@pytest.mark.slow
 def test_a_final_evaluation_that_fails_keeps_the_trained_checkpoints(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     args = train_args(run, tiny_dataset.dataset_id, "train.steps=20", "eval.every=10", "eval.episodes=1",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.peers import d3rlpy_dt
-from rl_minrnn.configs.schema import load_config
+from rl_minrnn.training.options import load_config
 from rl_minrnn.envs.scores import normalized_score
 
 

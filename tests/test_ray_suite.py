@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # a local Ray and real trials: minutes
+
 pytest.importorskip("ray")
 
 from rl_minrnn.training import read_checkpoint

@@ -56,6 +56,7 @@ def test_bad_video_suffix_is_a_clear_error(tmp_path):
         VideoRecorder(tmp_path / "video.avi")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])
 def test_video_decodes_to_expected_frames_and_returns_are_unchanged(tmp_path, gl_backend, suffix):
     agent = FixedPolicyAgent()

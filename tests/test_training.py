@@ -14,7 +14,9 @@ import yaml
 
 from rl_minrnn.training import CheckpointError, load_agent, read_checkpoint, save_checkpoint
 from rl_minrnn.training import Trainer
-from rl_minrnn.configs.schema import ConfigError, config_for_dataset, load_config
+from rl_minrnn.configs.schema import ConfigError
+from rl_minrnn.configs.loading import config_for_dataset
+from rl_minrnn.training.options import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["model.width=16", "model.depth=1", "model.context=5", "model.dropout=0.1", "train.batch_size=8",
@@ -83,7 +85,7 @@ def test_resume_is_exact(regime, tiny_dataset, tmp_path):
 def test_checkpoint_from_before_a_config_key_existed_resumes_as_it_was_trained(tiny_dataset, tmp_path):
     """A run saved before ``ADDED_KEYS`` existed has no such keys in its config: it resumes with the values
     it was trained with (one decay group, ...), not with today's defaults, and exactly."""
-    from rl_minrnn.configs.schema import ADDED_KEYS
+    from rl_minrnn.configs.loading import ADDED_KEYS
 
     legacy = [f"{k}={v}" for k, v in ADDED_KEYS.items()]
     straight = Trainer(config("train.steps=30", *legacy), tmp_path / "a", progress=False, dataset=tiny_dataset)
@@ -188,6 +190,7 @@ def test_a_dataset_without_a_config_of_its_own_gets_its_tasks_medium_config():
     assert config_for_dataset("test/unknown/thing-v0")[0].name == "hopper-medium.yaml"
 
 
+@pytest.mark.slow
 def test_train_agent_dataset_flag_picks_the_datasets_config(tiny_dataset, tmp_path, minari_store):
     """``--dataset ID`` trains on ID with the config its id names (here the Hopper medium fallback, whose one
     change to the defaults is width 256; SMALL's width is left out so that it shows)."""
@@ -206,6 +209,7 @@ def test_train_agent_dataset_flag_picks_the_datasets_config(tiny_dataset, tmp_pa
     assert saved["model"]["width"] == 256  # the file was applied, not only named (the schema default is 128)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_dataset, tmp_path, minari_store):
     run = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "train_agent.py"), "--no-progress", "--run-dir", str(run),
@@ -226,6 +230,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_dataset, tmp_path, minari_s
     assert step >= 10
 
 
+@pytest.mark.slow
 def test_evaluation_videos_are_recorded(tiny_dataset, tmp_path):
     from rl_minrnn.envs.evaluation.render import RenderError, setup_headless_gl
 
@@ -360,3 +365,28 @@ def test_no_final_evaluation_when_evaluation_is_off(tiny_dataset, tmp_path):
     summary = Trainer(config("train.steps=5", "eval.final_episodes=5"), tmp_path, progress=False,
                       dataset=tiny_dataset).run()
     assert summary["final"] is None and not (tmp_path / "final_eval.json").exists()
+
+
+def test_run_folder_names_are_those_of_the_run_folders_on_disk():
+    """The names are a contract with existing run folders: a run writes them, and the run folders committed
+    under benchmarks/results are read through them."""
+    import json
+
+    from rl_minrnn.training import RunFolder
+
+    f = RunFolder("runs/x")
+    names = {name: getattr(f, name).relative_to("runs/x").as_posix() for name in (
+        "config", "metrics", "final_eval", "error_log", "checkpoints", "last", "best", "videos", "tensorboard",
+        "mlflow_run_id", "wandb_run_id", "wandb", "lock", "lock_owner")}
+    assert names == {"config": "config.yaml", "metrics": "metrics.jsonl", "final_eval": "final_eval.json",
+                     "error_log": "error.log", "checkpoints": "checkpoints", "last": "checkpoints/last.pt",
+                     "best": "checkpoints/best.pt", "videos": "videos", "tensorboard": "tensorboard",
+                     "mlflow_run_id": "mlflow_run_id", "wandb_run_id": "wandb_run_id", "wandb": "wandb",
+                     "lock": ".lock", "lock_owner": ".lock.owner"}
+    assert f.video(1000) == Path("runs/x/videos/step0001000.mp4")
+    assert f.mlflow_store == Path("runs/mlflow.db").resolve()
+    committed = [RunFolder(p.parent) for p in sorted((ROOT / "benchmarks" / "results").rglob("config.yaml"))]
+    assert committed
+    for run in committed:
+        assert run.metrics.is_file() and "last" in json.loads(run.final_eval.read_text())
+        load_config([run.config])

@@ -18,6 +18,11 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from rl_minrnn.ranges import Number
+
+# ``train.ema``
+EMA_OPTION = Number(0, 1, high_open=True, why="0: no average; 0.999 averages over about the last 1000 steps")
+
 
 def ramped_ema(decay: float):
     """AveragedModel's ``multi_avg_fn`` for an EMA whose decay ramps up to ``decay``."""

@@ -16,7 +16,9 @@ import torch
 
 from rl_minrnn.agents import build_agent
 from rl_minrnn.files import write_atomically
-from rl_minrnn.configs.schema import with_added_keys
+from rl_minrnn.configs.loading import with_added_keys
+
+from .run_folder import RunFolder
 
 CHECKPOINT_FORMAT = 1
 
@@ -70,7 +72,7 @@ REQUIRED_KEYS = ("format", "model", "config", "obs_dim", "act_dim", "env_id")
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
-        candidate = path / "checkpoints" / "last.pt"
+        candidate = RunFolder(path).last
         hint = f" (did you mean {candidate}?)" if candidate.is_file() else ""
         raise CheckpointError(f"{path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():

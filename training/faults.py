@@ -8,6 +8,7 @@ from pathlib import Path
 from rl_minrnn.configs.schema import TrainConfig
 
 from .checkpoint import CheckpointError, read_checkpoint
+from .run_folder import RunFolder
 
 
 class TrainingStopped(Exception):
@@ -28,7 +29,7 @@ class RunWriteError(TrainingStopped):
 
 def kept_checkpoint(run_dir: Path) -> str:
     """What the run folder holds to continue from, for the messages above."""
-    path = Path(run_dir) / "checkpoints" / "last.pt"
+    path = RunFolder(run_dir).last
     try:
         step = read_checkpoint(path)["step"]
     except CheckpointError:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from rl_minrnn.agents import build_agent
+from rl_minrnn.agents import AGENTS, build_agent
 from rl_minrnn.agents.embeddings import TOKENS_PER_STEP
 from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
 
@@ -89,21 +89,6 @@ def parameter_count(model, obs_dim: int, act_dim: int) -> int:
     return sum(p.numel() for p in agent.parameters())
 
 
-def _layer_floats(config: ExperimentConfig, tokens: int) -> float:
-    """Floats one layer keeps per token position for the backward pass (``tokens``: per window)."""
-    m = config.model
-    width, mlp = m.width, int(m.width * m.mlp_ratio)
-    if m.kind == "decision_transformer":
-        # two LayerNorms, qkv, attention output, projection, residuals, dropout masks; the MLP's two hidden
-        # tensors; the attention weights (and their dropout) per head over the window's tokens
-        return 10 * width + 2.5 * mlp + 2 * m.heads * tokens
-    hidden = int(m.width * m.expansion)
-    projections = 3 if m.cell == "minlstm" else 2
-    # LayerNorms, residuals, output projection, dropout; gate pre-activations and the scan's log-space terms
-    # (coefficients, cumulative sums, the state); conv input and output; the MLP's two hidden tensors
-    return 8 * width + (projections + 6) * hidden + (2 * width if m.conv else 0) + 2.5 * mlp
-
-
 def estimate_run_memory(config: ExperimentConfig, obs_dim: int, act_dim: int, num_steps: int = 0) -> MemoryEstimate:
     """What training ``config`` adds to the process, in bytes, by part (see the module's docstring).
     ``num_steps``: timesteps of the (loaded) dataset, for the sampler's copy."""
@@ -112,17 +97,18 @@ def estimate_run_memory(config: ExperimentConfig, obs_dim: int, act_dim: int, nu
     per_step = TOKENS_PER_STEP[m.tokens]
     window_tokens = m.context * per_step
     positions = t.batch_size * window_tokens  # the sequence regime trains on as many timesteps per step
-    layer = _layer_floats(config, window_tokens)
-    widest = max(m.width, int(m.width * m.mlp_ratio), int(m.width * m.expansion)) * (3 if m.kind == "decision_transformer" else 1)
+    agent = AGENTS[m.kind]
+    layer = agent.layer_activation_floats(m, window_tokens)
+    widest = agent.widest_activation(m)
+    kind_size_keys, kind_activation_keys = agent.memory_keys(m)
     activations = positions * (m.depth * layer + 8 * m.width + 4 * widest) * FLOAT
     data = num_steps * ((2 * obs_dim + act_dim + 2) * FLOAT + 5 * 8)
     evaluation = (config.eval.episodes * ENV_BYTES) if config.eval.every else 0
-    size_keys = ["model.width", "model.depth"] + (["model.mlp_ratio"] if m.mlp_ratio > 4 else []) + (
-        ["model.expansion"] if m.kind == "decision_rnn" and m.expansion > 1 else [])
+    size_keys = ["model.width", "model.depth"] + (["model.mlp_ratio"] if m.mlp_ratio > 4 else []) + kind_size_keys
     drivers = {
         "parameters": size_keys + (["model.max_timestep"] if m.max_timestep * m.width > params / 2 else []),
         "gradients and AdamW state": size_keys,
-        "activations": ["train.batch_size", "model.context", *size_keys] + (["model.heads"] if m.kind == "decision_transformer" else []),
+        "activations": ["train.batch_size", "model.context", *size_keys, *kind_activation_keys],
         "data": ["dataset.id"],
         "evaluation": ["eval.episodes"],
     }
@@ -162,25 +148,25 @@ def _cgroup_free() -> int | None:
     return None
 
 
-def _mem_available() -> int | None:
+def proc_bytes(path: str, field: str) -> int | None:
+    """A ``field: N kB`` line of a /proc file (``/proc/meminfo``, ``/proc/self/status``) in bytes; None where
+    the file or the field is missing."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
 
 
+def _mem_available() -> int | None:
+    return proc_bytes("/proc/meminfo", "MemAvailable")
+
+
 def process_rss() -> int:
     """This process's resident memory now, in bytes (0 where /proc is missing)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return proc_bytes("/proc/self/status", "VmRSS") or 0
 
 
 def parse_size(text: str) -> int:

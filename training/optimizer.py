@@ -18,14 +18,26 @@ Decision Transformer's gym code decay everything (``all``). Measured within nois
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-import math
-
-from rl_minrnn.configs.schema import LR_SCHEDULES, WEIGHT_DECAY_ON
+from rl_minrnn.ranges import Number, OneOf
 
 DECAYED_MODULES = (nn.Linear, nn.Conv1d)
+WEIGHT_DECAY_ON = ("matrices", "all")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+# the allowed values of the ``train`` keys this module reads (``training.options`` gathers them)
+OPTIMIZER_OPTIONS = {
+    "lr": Number(0, 1e6, low_open=True),
+    "weight_decay": Number(0, 1e3),
+    "weight_decay_on": OneOf(WEIGHT_DECAY_ON),
+    "warmup_steps": Number(0, 10**12, integer=True),
+    "grad_clip": Number(0, 1e9, why="0: no clipping"),
+    "lr_schedule": OneOf(LR_SCHEDULES),
+    "lr_final": Number(0, 1),
+}
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay_on: str = "matrices") -> list[dict]:

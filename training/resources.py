@@ -10,6 +10,8 @@ import torch
 from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
 from rl_minrnn.envs.offline import SAMPLE_DATASET_ID, DatasetNotFoundError, load_dataset
 
+DEVICES = ("auto", "cpu", "cuda")  # ``train.device``: what select_device accepts
+
 
 def configure_threads(requested: int) -> int:
     """Half the cores (at least 1, at most 4) unless told otherwise: torch's threads wait for each other at

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-LOCK_NAME = ".lock"
-OWNER_NAME = ".lock.owner"
+from .run_folder import RunFolder
 
 
 class RunInUseError(Exception):
@@ -41,7 +40,7 @@ class RunLock:
         created = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(run_dir / LOCK_NAME))
+            lock = FileLock(str(RunFolder(run_dir).lock))
             lock.acquire(timeout=0)
         except Timeout:
             raise RunInUseError(
@@ -53,7 +52,7 @@ class RunLock:
                                  "pick a writable --run-dir") from None
         try:
             owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-            (run_dir / OWNER_NAME).write_text(json.dumps(owner) + "\n")
+            RunFolder(run_dir).lock_owner.write_text(json.dumps(owner) + "\n")
         except OSError:  # the lock itself is held; the note is only for other processes' messages
             pass
         return cls(run_dir, lock, created)
@@ -65,9 +64,11 @@ class RunLock:
             self._lock.release()
         if remove_if_unused and self._created is not None:
             try:
-                if {p.name for p in self.run_dir.iterdir()} <= {LOCK_NAME, OWNER_NAME}:
-                    for name in (LOCK_NAME, OWNER_NAME):
-                        (self.run_dir / name).unlink(missing_ok=True)
+                folder = RunFolder(self.run_dir)
+                lock_files = (folder.lock, folder.lock_owner)
+                if {p.name for p in self.run_dir.iterdir()} <= {f.name for f in lock_files}:
+                    for file in lock_files:
+                        file.unlink(missing_ok=True)
                     for folder in [self.run_dir, *self.run_dir.parents]:
                         folder.rmdir()
                         if folder == self._created:
@@ -78,7 +79,7 @@ class RunLock:
 
 def _owner(run_dir: Path) -> str:
     try:
-        owner = json.loads((run_dir / OWNER_NAME).read_text())
+        owner = json.loads(RunFolder(run_dir).lock_owner.read_text())
         return f"pid {owner['pid']} on {owner['host']}, since {owner['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "owner unknown"

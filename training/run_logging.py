@@ -18,6 +18,8 @@ from typing import Protocol
 
 from rl_minrnn.configs.schema import ConfigError
 
+from .run_folder import RunFolder
+
 
 class Tracker(Protocol):
     """One experiment tracker. ``params``: the run's config, flattened to ``{"train.lr": 0.001, ...}``."""
@@ -52,7 +54,7 @@ class TensorBoardTracker:
     def __init__(self, run_dir: Path):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.writer = SummaryWriter(str(RunFolder(run_dir).tensorboard))
 
     def write_params(self, params: dict) -> None:
         import yaml
@@ -89,10 +91,10 @@ class MLflowTracker:
         import logging
 
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # its table set-up notes, each new store
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_dir.resolve().parent / 'mlflow.db').as_posix()}"
+        uri = self.tracking_uri(run_dir)
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
-        id_file = run_dir / "mlflow_run_id"
+        id_file = RunFolder(run_dir).mlflow_run_id
         run_id = id_file.read_text().strip() if id_file.is_file() else None
         self._existing = {}
         if run_id:
@@ -108,6 +110,11 @@ class MLflowTracker:
             run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
             id_file.write_text(run_id + "\n")
         self.run_id = run_id
+
+    @staticmethod
+    def tracking_uri(run_dir: Path) -> str:
+        """``$MLFLOW_TRACKING_URI``, or else the local store beside the run folder (``RunFolder.mlflow_store``)."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{RunFolder(run_dir).mlflow_store.as_posix()}"
 
     def write_params(self, params: dict) -> None:
         from mlflow.entities import Param
@@ -142,10 +149,11 @@ class WandbTracker:
         except ImportError:
             raise _missing("wandb", "wandb") from None
         self.wandb = wandb
-        id_file = run_dir / "wandb_run_id"
+        folder = RunFolder(run_dir)
+        id_file = folder.wandb_run_id
         run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
         id_file.write_text(run_id + "\n")
-        (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
+        folder.wandb.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", self.PROJECT), name=run_dir.name, id=run_id,
                               dir=str(run_dir), resume="allow", mode=os.environ.get("WANDB_MODE", "offline"))
 
@@ -186,7 +194,7 @@ class MetricsLogger:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         check_trackers(trackers)
-        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+        self._jsonl = open(RunFolder(self.run_dir).metrics, "a", buffering=1)
         self.trackers: list = []
         try:
             for name in dict.fromkeys(trackers):

@@ -33,7 +33,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from rl_minrnn.configs.schema import ConfigError, ExperimentConfig, load_config
+from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
+from rl_minrnn.training.options import load_config
 from rl_minrnn.envs.offline.batches import SequenceSampler, WindowSampler
 from rl_minrnn.envs.offline import load_dataset
 from rl_minrnn.envs.offline.normalization import StateNormalizer
@@ -50,6 +51,7 @@ from .faults import (
     resume_command,
 )
 from .memory_estimate import check_run_memory
+from .run_folder import RunFolder
 from .run_lock import RunLock
 from .resources import configure_threads, load_training_dataset, select_device
 from .run_logging import MetricsLogger, check_trackers
@@ -67,6 +69,7 @@ class Trainer:
         ``lock``: the run folder's lock when the caller already holds it (``resume``); taken here otherwise,
         before anything slow, so a second trainer on the same folder is refused at once."""
         self.config, self.run_dir, self.log, self.progress = config, Path(run_dir), log, progress
+        self.folder = RunFolder(self.run_dir)
         self.lock = lock or RunLock.acquire(self.run_dir)
         try:
             self._build(dataset)
@@ -123,7 +126,7 @@ class Trainer:
     def resume(cls, run_dir: str | Path, overrides: list[str] = (), log=print, progress: bool = True,
                dataset=None) -> "Trainer":
         run_dir = Path(run_dir)
-        path = run_dir / "checkpoints" / "last.pt"
+        path = RunFolder(run_dir).last
         if not path.is_file():  # before taking the lock: resuming a folder that is not a run creates nothing
             read_checkpoint(path)
         lock = RunLock.acquire(run_dir)  # before reading: the file may be rewritten by a trainer still running
@@ -211,7 +214,7 @@ class Trainer:
     def save(self, name: str = "last") -> Path:
         """Write ``checkpoints/<name>.pt`` atomically; refuse non-finite weights (they would overwrite the
         last good file with a model that can only produce NaN)."""
-        path = self.run_dir / "checkpoints" / f"{name}.pt"
+        path = self.folder.checkpoint(name)
         weights = {**self.agent.state_dict(), **{f"average.{k}": v for k, v in self.policy.state_dict().items()}}
         bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:
@@ -287,7 +290,7 @@ class Trainer:
         try:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                (self.run_dir / "config.yaml").write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
+                self.folder.config.write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
                 logger = MetricsLogger(self.run_dir, c.train.loggers, params=c.to_dict())
             except OSError as exc:
                 raise RunWriteError(f"Cannot write in the run folder {self.run_dir} ({exc.strerror or exc}); "
@@ -321,7 +324,7 @@ class Trainer:
         finally:
             self.lock.release()
         if interrupted["flag"]:
-            self.log(f"Interrupted at step {self.step}: saved {self.run_dir / 'checkpoints' / 'last.pt'}; "
+            self.log(f"Interrupted at step {self.step}: saved {self.folder.last}; "
                      f"continue with: {resume_command(self.run_dir)}")
         return {"step": self.step, "best": self.best, "last_eval": self.last_eval, "interrupted": interrupted["flag"],
                 "final": final}
@@ -371,7 +374,7 @@ class Trainer:
         out = {"step": self.step, "episodes": c.final_episodes, "seed": c.final_seed,
                "target_returns": list(c.target_returns), "ema": self.config.train.ema, "last": None, "best": None}
         candidates = [("last", self.step, self.policy)]
-        best_path = self.run_dir / "checkpoints" / "best.pt"
+        best_path = self.folder.best
         if self.best["step"] is not None and self.best["step"] != self.step and best_path.is_file():
             best_policy = copy.deepcopy(self.policy)
             load_weights(best_policy, read_checkpoint(best_path)["model"], str(best_path))
@@ -385,7 +388,7 @@ class Trainer:
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 raise EvaluationFailedError(
                     f"The final evaluation of the {name} checkpoint (step {step}) failed: {type(exc).__name__}: {first}. "
-                    f"Training finished and its checkpoints are saved in {self.run_dir / 'checkpoints'}; evaluate them with "
+                    f"Training finished and its checkpoints are saved in {self.folder.checkpoints}; evaluate them with "
                     f"evaluate.py, or train with --set eval.final_episodes=0 to skip this evaluation.") from exc
             out[name] = {"step": step, "score": result.score(), "episodes": c.final_episodes,
                          "seconds": time.perf_counter() - tick,
@@ -397,7 +400,7 @@ class Trainer:
         if out["best"] is None and self.best["step"] == self.step:
             out["best"] = {**out["last"], "same_as_last": True}
         out["seconds"] = time.perf_counter() - tick_all
-        write_atomically(self.run_dir / "final_eval.json", lambda tmp: Path(tmp).write_text(json.dumps(out, indent=2)))
+        write_atomically(self.folder.final_eval, lambda tmp: Path(tmp).write_text(json.dumps(out, indent=2)))
         line = (f"final evaluation ({c.final_episodes} episodes per target, {out['seconds']:.0f} s): "
                 f"last (step {self.step}) {out['last']['score']:.1f}")
         if out["best"] is not None and not out["best"].get("same_as_last"):
@@ -419,7 +422,7 @@ class Trainer:
 
     def _evaluate_and_log(self, logger: MetricsLogger, bar) -> None:
         tick = time.perf_counter()
-        video = self.run_dir / "videos" / f"step{self.step:07d}.mp4" if self.config.eval.video else None
+        video = self.folder.video(self.step) if self.config.eval.video else None
         try:
             result, metrics, improved = self.evaluate(video_path=video)
         except NonFiniteActionError as exc:  # finite weights, non-finite outputs: diverged all the same
@@ -427,7 +430,7 @@ class Trainer:
                 f"Training diverged at step {self.step}: the evaluation's actions are non-finite ({exc}). "
                 f"No checkpoint was written with these weights. {kept_checkpoint(self.run_dir)} {divergence_advice(self.config.train)}") from None
         except Exception as exc:
-            log_path = self.run_dir / "error.log"
+            log_path = self.folder.error_log
             try:
                 log_path.write_text(traceback.format_exc())
                 where = f"; full traceback in {log_path}"

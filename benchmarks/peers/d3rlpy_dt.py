@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """The outside yardstick: d3rlpy's DecisionTransformer on the same data, budget, settings and evaluation
 episodes as the suite's agents.
 
@@ -6,10 +5,9 @@ d3rlpy 2.8.1 pins gymnasium 1.0.0, so it cannot share this project's environment
 virtual environment of its own (``benchmarks/peers/.venv-d3rlpy`` by default, once, about 15 s with the
 wheels cached: ``d3rlpy==2.8.1``, ``gymnasium[mujoco]==1.0.0`` and the torch release this project runs
 on), writes the dataset as flat D4RL-style arrays, and runs ``d3rlpy_worker.py`` there. The suite calls
-:func:`train_and_evaluate` for its ``d3rlpy_dt`` agent; on its own:
+:func:`train_and_evaluate` for its ``d3rlpy_dt`` agent; to run it alone:
 
-    python benchmarks/peers/d3rlpy_dt.py --protocol cpu --datasets local/halfcheetah/medium-v0 --seeds 0
-    (equivalent to: python -m benchmarks.suite --protocol cpu --agents d3rlpy_dt ...)
+    python -m benchmarks.suite --protocol cpu --agents d3rlpy_dt --datasets local/halfcheetah/medium-v0 --seeds 0
 
 Settings, from the run's resolved config (the suite's Decision Transformer config for that dataset):
 ``DecisionTransformerConfig(batch_size, learning_rate=lr, context_size=K, num_heads, num_layers=depth,
@@ -34,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from rl_minrnn.threads import OPENMP_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().parent / "d3rlpy_worker.py"
@@ -166,7 +166,7 @@ def train_and_evaluate(config, dataset, log=print, venv: Path = DEFAULT_VENV, da
     with tempfile.TemporaryDirectory(prefix="d3rlpy_run_") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
-        env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "OMP_WAIT_POLICY": "PASSIVE"}
+        env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), **OPENMP_ENV}
         process = subprocess.Popen([str(python), str(WORKER), str(spec_path), str(out_path)], cwd=tmp, env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines = []
@@ -188,10 +188,3 @@ def train_and_evaluate(config, dataset, log=print, venv: Path = DEFAULT_VENV, da
             "train_s": raw["train_s"], "eval_s": raw["eval_s"], "wall_s": raw["wall_s"],
             "peer": {"library": "d3rlpy", "version": raw["d3rlpy"], "gymnasium": raw["gymnasium"],
                      "torch": raw["torch"], "spec": {k: v for k, v in spec.items() if k != "data"}}}
-
-
-if __name__ == "__main__":
-    from benchmarks import suite
-
-    argv = sys.argv[1:]
-    sys.exit(suite.main(argv + ["--agents", "d3rlpy_dt"] if "--agents" not in argv else argv))

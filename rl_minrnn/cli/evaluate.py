@@ -17,11 +17,12 @@ run through the same rollout, seeds and tables (``deploy.runtime.ExportedAgent``
 
 from __future__ import annotations
 
-import os
 
 # Before torch is imported: OpenMP threads sleep instead of spinning between the agent's calls, so
 # they do not steal the core the env steps on.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from rl_minrnn.threads import passive_openmp  # noqa: E402  (before torch loads OpenMP)
+
+passive_openmp()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -95,7 +96,7 @@ def _video_path(path: Path, mode: str | None, several: bool) -> Path:
 
 def check_flags(args: argparse.Namespace) -> None:
     """Every number against the rule of the option it sets (the rollout's, the config's), before anything loads."""
-    from rl_minrnn.configs.schema import RULES
+    from rl_minrnn.training.options import RULES
     from rl_minrnn.envs.evaluation.rollout import EVALUATION_OPTIONS
     from rl_minrnn.ranges import Number, OptionError
 

@@ -16,11 +16,12 @@ what was kept said in the message (``docs/faults.md``); 130 interrupted with Ctr
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads must not spin beside the envs
+from rl_minrnn.threads import passive_openmp  # noqa: E402  (before torch loads OpenMP)
+
+passive_openmp()
 
 
 def parse_args(argv=None):
@@ -49,9 +50,10 @@ def main(argv=None, runs_root: str | Path = "runs") -> int:
     """``runs_root``: where run folders go without --run-dir (``train_agent.py`` passes the repository's runs/)."""
     args = parse_args(argv)
     from rl_minrnn.api import make_trainer, run_trainer
-    from rl_minrnn.configs.schema import CONFIG_DIR, ConfigError
+    from rl_minrnn.configs.schema import ConfigError
+    from rl_minrnn.configs.loading import CONFIG_DIR
     from rl_minrnn.envs.offline import DatasetError
-    from rl_minrnn.training import CheckpointError, RunFolderError, RunInUseError, TrainingStopped
+    from rl_minrnn.training import CheckpointError, RunFolder, RunFolderError, RunInUseError, TrainingStopped
 
     overrides = list(args.overrides) + (["train.compile=true"] if args.compile else [])
     default_job = not (args.config or args.dataset or args.profile or args.resume or args.overrides)
@@ -89,9 +91,15 @@ def main(argv=None, runs_root: str | Path = "runs") -> int:
         print(f"In-run evaluations ({trainer.config.eval.episodes} episodes per target): last (step {last_step}) "
               f"{result.score:.1f}, best {result.best_score:.1f} at step {result.best_step}.")
     trackers = [name for name in result.config.train.loggers if name != "tensorboard"]
-    print(f"Results in {run_dir}: config.yaml, metrics.jsonl, tensorboard/ (tensorboard --logdir {run_dir}), "
-          f"checkpoints/last.pt" + (", checkpoints/best.pt" if result.best_step is not None else "")
-          + (", final_eval.json" if result.final is not None else "")
+    folder = RunFolder(run_dir)
+
+    def name(path: Path) -> str:
+        return path.relative_to(folder.root).as_posix()
+
+    print(f"Results in {run_dir}: {name(folder.config)}, {name(folder.metrics)}, {name(folder.tensorboard)}/ "
+          f"(tensorboard --logdir {run_dir}), {name(folder.last)}"
+          + (f", {name(folder.best)}" if result.best_step is not None else "")
+          + (f", {name(folder.final_eval)}" if result.final is not None else "")
           + "".join(f"; {name}: {where}" for name, where in _tracker_notes(trackers, run_dir)))
     print(f"Evaluate with: python evaluate.py --checkpoint {result.checkpoint} --episodes 100  (D4RL's protocol)")
     return 130 if result.interrupted else 0
@@ -107,12 +115,14 @@ def _score_text(entry: dict) -> str:
 
 
 def _tracker_notes(names, run_dir: Path):
+    from rl_minrnn.training import RunFolder
+    from rl_minrnn.training.run_logging import MLflowTracker
+
     for name in names:
         if name == "mlflow":
-            uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run_dir.resolve().parent / 'mlflow.db'}"
-            yield name, f"mlflow ui --backend-store-uri {uri}"
+            yield name, f"mlflow ui --backend-store-uri {MLflowTracker.tracking_uri(run_dir)}"
         elif name == "wandb":
-            yield name, f"{run_dir / 'wandb'} (wandb sync to upload an offline run)"
+            yield name, f"{RunFolder(run_dir).wandb} (wandb sync to upload an offline run)"
 
 
 if __name__ == "__main__":

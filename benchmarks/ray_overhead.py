@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The score suite on Ray against the suite one run at a time, side by side in one invocation (issue 12).
+"""The score suite on Ray against the suite one run at a time, side by side in one invocation.
 
 1. ``python -m benchmarks.suite ARGS`` (one run at a time, as today), then ``python -m benchmarks.suite ARGS --ray
    --ray-cpus N`` (a local Ray, a trial per core): the same command lines but the flag, each timed from start to
@@ -12,7 +12,7 @@
 
 Writes ``<out>/compare.json`` and ``<out>/compare.md`` (default ``benchmarks/results/suite-ray/``).
 
-    nice -n 5 python -m benchmarks.suite_ray --datasets local/hopper/medium-v0 --agents mingru minlstm dt --seeds 0 1
+    nice -n 5 python -m benchmarks.ray_overhead --datasets local/hopper/medium-v0 --agents mingru minlstm dt --seeds 0 1
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import fmt, machine_info, markdown_table, write_json
+from rl_minrnn.threads import OPENMP_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def trial_overhead(n: int, cpus: int, log) -> dict:
 
     tick = time.perf_counter()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}})
+             runtime_env={"env_vars": {**OPENMP_ENV, "PYTHONPATH": str(ROOT)}})
     init_s = time.perf_counter() - tick
     try:
         ref = ray.put(np.zeros(1000, np.float32))
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
     result = {
         "sequential_command": shlex.join(["python", "-m", "benchmarks.suite", *sequential_args]),
         "ray_command": shlex.join(["python", "-m", "benchmarks.suite", *ray_args]),
-        "command": shlex.join(["python", "-m", "benchmarks.suite_ray", *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(["python", "-m", "benchmarks.ray_overhead", *(sys.argv[1:] if argv is None else argv)]),
         "runs": len(seq), "identical_evaluations": same, "sequential_wall_s": seq_wall, "ray_wall_s": ray_wall,
         "speedup": seq_wall / ray_wall, "workers": args.workers,
         "sum_run_wall_s": {"sequential": sum(r["wall_s"] for r in seq.values()), "ray": in_runs},

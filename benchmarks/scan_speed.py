@@ -27,9 +27,9 @@ before; see ``benchmarks/common.py``), so it counts activations, gradients, Adam
 ``--memory subprocess`` repeats it in a fresh process per (variant, length) after a short warm-up step;
 CUDA -- ``torch.cuda.max_memory_allocated`` growth during the step.
 
-    python -m benchmarks.scan                      # CPU, all variants, T = 60 300 1500 6000
-    python -m benchmarks.scan --device cuda
-    python -m benchmarks.scan --lengths 60 300 --variants mingru-chunk1 mingru-loop transformer
+    python -m benchmarks.scan_speed                      # CPU, all variants, T = 60 300 1500 6000
+    python -m benchmarks.scan_speed --device cuda
+    python -m benchmarks.scan_speed --lengths 60 300 --variants mingru-chunk1 mingru-loop transformer
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ def write_outputs(args, device, variants, lengths, checked, results, started, ma
         "results": results,
     })
     md = stem.with_suffix(".md")
-    md.write_text(f"# benchmarks/scan.py on {device.type}\n\n`{info['command']}`\n\n{info['cpu_model']}, "
+    md.write_text(f"# benchmarks/scan_speed.py on {device.type}\n\n`{info['command']}`\n\n{info['cpu_model']}, "
                   f"{info['usable_cores']} cores, torch {info['torch']}, {info['date']}"
                   + (f", {info['gpu']}" if "gpu" in info else "") + ("" if final else " (incomplete run)")
                   + "\n\n" + table + "\n")
