@@ -4,7 +4,7 @@ message says what is allowed: a value torch would reject with a traceback (a dro
 size no machine holds (a width of 99999999999), stops at the config with the key named.
 
 A rule's ``check(value)`` raises :class:`OptionError` with ``must be <what is allowed>, got <value>``; the
-caller (``rl_minrnn.configs.schema``) puts the key and an example in front.
+caller (``rl_minrnn.training.options``) puts the key and an example in front.
 """
 
 from __future__ import annotations
