@@ -451,7 +451,8 @@ def describe_replay(path) -> str:
         f"- file: `{path.name}`, {path.stat().st_size / 1e6:.1f} MB; {len(arrays['rewards']):,} transitions, "
         f"{len(episodes)} episodes ({ended} terminated, {len(episodes) - ended} truncated)",
         f"- command: `{meta.get('build_command', 'n/a')}`" + (f" ({meta['replay_note']})" if "replay_note" in meta else ""),
-        f"- settings: seed {s['seed']}, target {s['target_return']:g}, evaluation every {s['eval_every']} steps "
+        f"- settings: seed {s['seed']}, target {s['target_return']:g}, learning starts {s.get('learning_starts', 100)}, "
+        f"batch {s.get('batch_size', 256)}, evaluation every {s['eval_every']} steps "
         f"({s['eval_episodes']} deterministic episodes); target reached: {meta['replay_target_reached']} "
         f"at {meta['replay_steps']:,} steps" + (f" in {meta['replay_build_seconds'] / 3600:.1f} h"
                                                 if "replay_build_seconds" in meta else ""),
@@ -512,7 +513,7 @@ def build_replay(
     command = "python -m rl_minrnn.envs.offline.build_replay " + " ".join(shlex.quote(a) for a in [
         "--env", env_id, "--target-return", f"{target_return:g}", "--id", dataset_id, "--seed", str(seed),
         "--eval-every", str(eval_every), "--eval-episodes", str(eval_episodes), "--max-steps", str(max_steps),
-        "--library", library,
+        "--library", library, "--learning-starts", str(learning_starts), "--batch-size", str(batch_size),
     ])
     metadata = replay_metadata(state, command)
     if not state["reached"]:
