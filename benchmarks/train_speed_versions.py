@@ -9,10 +9,13 @@ kinds of variant answer "one run on both cores, or two runs side by side?":
 
 - ``NAME@T``: the version with T torch threads (``--threads`` sets the default);
 - ``NAME@1x2``: two workers of that version, one thread each, running at the same time (their
-  timesteps/s added: the throughput of two runs side by side).
+  timesteps/s added: the throughput of two runs side by side);
+- ``new@1p2``: one run whose batches are split between 2 processes of one thread each
+  (``train.processes=2``, ``training/data_parallel.py``; revisions before it have no such key).
 
     python -m benchmarks.train_speed_versions --baseline 440c381 --agents mingru dt
     python -m benchmarks.train_speed_versions --baseline 440c381 --agents mingru --variants base@1 new@1 new@2 new@1x2
+    python -m benchmarks.train_speed_versions --baseline 440c381 --variants base@1 new@1 new@1p2 new@1x2
 
 Writes ``benchmarks/results/train_speed_versions.{json,md}`` (``--out``): per agent and variant the median
 ms per step and timesteps/s, and every variant's ratio to the baseline at one thread.
@@ -89,7 +92,9 @@ def checkout(revision: str, dest: Path) -> Path:
 class Worker:
     """One version's trainer in its own process, stepped on request."""
 
-    def __init__(self, site: Path, spec: dict, threads: int):
+    def __init__(self, site: Path, spec: dict, threads: int, processes: int = 1):
+        if processes > 1:
+            spec = {**spec, "overrides": [*spec["overrides"], f"train.processes={processes}"]}
         env = {**os.environ, "PYTHONPATH": str(site), "RLM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
                "MKL_NUM_THREADS": str(threads), **OPENMP_ENV}
         self.proc = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(spec)], cwd=str(site), env=env,
@@ -114,13 +119,18 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def parse_variant(text: str) -> tuple[str, int, int]:
-    """``base@1`` -> ('base', 1 thread, 1 worker); ``new@1x2`` -> ('new', 1, 2)."""
+def parse_variant(text: str) -> tuple[str, int, int, int]:
+    """``base@1`` -> ('base', 1 thread, 1 worker, 1 process a run); ``new@1x2`` -> ('new', 1, 2, 1);
+    ``new@1p2`` -> ('new', 1, 1, 2)."""
     name, _, rest = text.partition("@")
-    threads, _, copies = (rest or "1").partition("x")
-    if name not in ("base", "new") or not threads.isdigit() or not (copies or "1").isdigit():
-        raise SystemExit(f"--variants: {text!r} is not base@T, new@T or new@TxN (e.g. new@2, new@1x2)")
-    return name, int(threads), int(copies or 1)
+    rest, _, processes = (rest or "1").partition("p")
+    threads, _, copies = rest.partition("x")
+    if (name not in ("base", "new") or not threads.isdigit() or not (copies or "1").isdigit()
+            or not (processes or "1").isdigit() or (copies and processes)):
+        raise SystemExit(f"--variants: {text!r} is not base@T, new@T, new@TxN or new@TpP (e.g. new@2, new@1x2, new@1p2)")
+    if name == "base" and processes:
+        raise SystemExit(f"--variants: {text!r}: train.processes is this tree's; the baseline runs base@T or base@TxN")
+    return name, int(threads), int(copies or 1), int(processes or 1)
 
 
 def main(argv=None) -> int:
@@ -147,8 +157,8 @@ def main(argv=None) -> int:
         for agent in args.agents:
             spec = {"configs": args.configs, "warmup": args.warmup,
                     "overrides": ["dataset.id=local/hopper/sample-v0", "eval.every=0", *AGENTS[agent], *args.overrides]}
-            workers = {v: [Worker(sites[name], spec, threads) for _ in range(copies)]
-                       for v, (name, threads, copies) in variants.items()}
+            workers = {v: [Worker(sites[name], spec, threads, processes) for _ in range(copies)]
+                       for v, (name, threads, copies, processes) in variants.items()}
             times = {v: [] for v in variants}
             for r in range(args.rounds):
                 for v, group in workers.items():
@@ -163,11 +173,11 @@ def main(argv=None) -> int:
             for group in workers.values():
                 for w in group:
                     w.close()
-            for v, (name, threads, copies) in variants.items():
+            for v, (name, threads, copies, processes) in variants.items():
                 seconds = [t["seconds"] for t in times[v]]
                 per_s = [t["timesteps"] / t["seconds"] for t in times[v]]
                 records.append({"agent": agent, "variant": v, "version": args.baseline if name == "base" else "working tree",
-                                "threads": threads, "processes": copies, "ms_per_step": 1e3 * statistics.median(seconds) / args.steps,
+                                "threads": threads, "processes": copies, "processes_per_run": processes, "ms_per_step": 1e3 * statistics.median(seconds) / args.steps,
                                 "timesteps_per_s": statistics.median(per_s), "rounds_timesteps_per_s": per_s,
                                 "cpu_ms_per_step": 1e3 * statistics.median(t["cpu_seconds"] for t in times[v]) / (args.steps * copies)})
             base = next((r for r in records if r["agent"] == agent and r["variant"].startswith("base@1")
@@ -178,17 +188,19 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    rows = [[r["agent"], r["variant"], r["version"], r["threads"], r["processes"], fmt(r["ms_per_step"], 1),
+    rows = [[r["agent"], r["variant"], r["version"], r["threads"], r["processes"], r["processes_per_run"],
+             fmt(r["ms_per_step"], 1),
              fmt(r["cpu_ms_per_step"], 1),
              fmt(r["timesteps_per_s"], 0), fmt(r.get("ratio_to_baseline"), 2, "x")] for r in records]
     machine = machine_info("cpu")
-    table = markdown_table(["agent", "variant", "code", "threads", "processes", "ms/step (median)",
+    table = markdown_table(["agent", "variant", "code", "threads", "runs at once", "processes a run", "ms/step (median)",
                             "CPU ms/step per process", "timesteps/s",
                             f"vs {args.baseline} @1"], rows)
     markdown = (f"Training speed, {args.baseline} against the working tree, round-robin ({args.rounds} rounds x "
                 f"{args.steps} steps per variant), configs {', '.join(args.configs)} on the Hopper sample; "
-                "sampling + `Trainer.train_step`; `@1x2`: two processes at once, timesteps/s added. CPU ms: the "
-                "process's CPU time per step (all its threads), less sensitive than wall time to other jobs.\n\n"
+                "sampling + `Trainer.train_step`; `@1x2`: two runs at once, timesteps/s added; `@1p2`: one run split "
+                "over two processes (`train.processes=2`). CPU ms: the leader process's CPU time per step (all its "
+                "threads; a helper's is not in it), less sensitive than wall time to other jobs.\n\n"
                 f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
                 f"date {machine['date']}.\n\nCommand: `{machine['command']}`\n\n{table}\n")
     write_results(args.out, markdown, {"machine": machine, "args": vars(args), "results": records})

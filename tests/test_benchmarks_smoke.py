@@ -117,12 +117,13 @@ def test_train_speed_versions_runs_a_revision_beside_the_working_tree(tmp_path):
 
     out = tmp_path / "versions"
     assert train_speed_versions.main(["--baseline", "HEAD", "--agents", "mingru", "--variants", "base@1", "new@1",
-                                      "new@1x2", "--rounds", "1", "--steps", "2", "--warmup", "1",
+                                      "new@1x2", "new@1p2", "--rounds", "1", "--steps", "2", "--warmup", "1",
                                       "--set", "model.width=8", "--set", "model.depth=1", "--out", str(out)]) == 0
     data = json.loads(out.with_suffix(".json").read_text())
     rows = {r["variant"]: r for r in data["results"]}
-    assert set(rows) == {"base@1", "new@1", "new@1x2"} and rows["base@1"]["ratio_to_baseline"] == 1.0
+    assert set(rows) == {"base@1", "new@1", "new@1x2", "new@1p2"} and rows["base@1"]["ratio_to_baseline"] == 1.0
     assert rows["new@1x2"]["processes"] == 2 and all(r["timesteps_per_s"] > 0 for r in rows.values())
+    assert rows["new@1p2"]["processes"] == 1 and rows["new@1p2"]["processes_per_run"] == 2
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from rl_minrnn.envs.offline.batches import SAMPLER_OPTIONS
 from rl_minrnn.ranges import ChoiceList, Number, OneOf, OptionError
 
 from .averaging import EMA_OPTION
+from .data_parallel import PROCESSES_OPTION
 from .optimizer import OPTIMIZER_OPTIONS
 from .resources import DEVICES
 from .run_logging import TRACKERS
@@ -43,6 +44,7 @@ RULES = {
     "train.device": OneOf(DEVICES),
     "train.loggers": ChoiceList(tuple(TRACKERS)),
     "train.threads": Number(0, 256, integer=True, why="0: half the cores, 1 to 4"),
+    "train.processes": PROCESSES_OPTION,
     "eval.every": Number(0, 10**12, integer=True, why="0: no evaluation"),
     **{f"eval.{name}": rule for name, rule in EVALUATION_OPTIONS.items()},
     "eval.mode": OneOf(("auto", *ROLLOUT_MODES)),
@@ -75,6 +77,18 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"model.{exc}") from None
     if config.train.regime == "sequence" and not agent.trains_on_sequences:
         raise ConfigError(f"train.regime: the {config.model.kind} trains on windows only, set train.regime=window")
+    if config.train.processes > 1:
+        if config.train.regime != "window":
+            raise ConfigError("train.processes: more than one process splits windows, not carried-state sequences; "
+                              "set train.regime=window or train.processes=1")
+        if config.train.compile:
+            raise ConfigError("train.processes: the helper processes run the model uncompiled; set train.compile=false "
+                              "or train.processes=1")
+        if config.train.device == "cuda":
+            raise ConfigError("train.processes: more than one process is for the CPU; set train.processes=1 with cuda")
+        if config.train.batch_size < config.train.processes:
+            raise ConfigError(f"train.processes: {config.train.processes} processes need at least as many windows per "
+                              f"batch, train.batch_size is {config.train.batch_size}")
     try:
         agent.resolve_rollout_mode(config.eval.mode)
     except ValueError as exc:

@@ -55,10 +55,12 @@ from .run_folder import RunFolder
 from .run_lock import RunLock
 from .resources import configure_threads, load_training_dataset, select_device
 from .run_logging import MetricsLogger, check_trackers
+from .data_parallel import HelperFailed
 from .step import NonFiniteStep, TrainingStep
 
 # Keys that may change when a run is resumed; everything else must match the checkpoint.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.device", "train.threads",
+                  "train.processes",
                   "train.compile", "train.loggers", "eval.")
 
 
@@ -93,7 +95,10 @@ class Trainer:
                                  self.normalizer.mean, self.normalizer.std, config.dataset.return_scale).to(self.device)
         self.model = torch.compile(self.agent) if config.train.compile else self.agent
         self.sampler = self._make_sampler()
-        self.training_step = TrainingStep(self.agent, config.train, self.model)
+        if config.train.processes > 1 and self.device.type != "cpu":
+            raise ConfigError(f"train.processes: more than one process is for the CPU, this run trains on {self.device}; "
+                              "set train.processes=1")
+        self.training_step = TrainingStep(self.agent, config.train, self.model, model_config=config.model)
         self.optimizer, self.scheduler = self.training_step.optimizer, self.training_step.scheduler
         self.average = self.training_step.average
         self.step = 0
@@ -322,6 +327,7 @@ class Trainer:
                 if in_main:
                     signal.signal(signal.SIGINT, previous_handler)
         finally:
+            self.training_step.close()
             self.lock.release()
         if interrupted["flag"]:
             self.log(f"Interrupted at step {self.step}: saved {self.folder.last}; "
@@ -416,6 +422,9 @@ class Trainer:
         except TrainingStopped as save_error:
             self.log(f"Could not save the step reached after {type(exc).__name__}: {save_error}")
             return
+        if isinstance(exc, HelperFailed):
+            exc.args = (f"{exc} Training state saved at step {self.step} in {path}; continue with: "
+                        f"{resume_command(self.run_dir)} (add --set train.processes=1 to train in one process).",)
         if isinstance(exc, EvaluationFailedError):
             exc.args = (f"{exc} Training state saved at step {self.step} in {path}; continue with: "
                         f"{resume_command(self.run_dir)} (add --set eval.every=0 to train without evaluating).",)

@@ -28,6 +28,7 @@ import numpy as np
 
 from rl_minrnn.envs.offline.commands import run_command
 from rl_minrnn.envs.offline import DatasetError, DatasetExistsError, Episode, datasets_root, write_dataset
+from rl_minrnn.envs.offline.writing import written_summary
 from rl_minrnn.envs.offline.policies import MLPPolicy, PolicyError
 
 DEFAULT_MAX_EPISODE_STEPS = 1000
@@ -302,13 +303,7 @@ def build_dataset(
         overwrite=overwrite,
     )
     if verbose:
-        returns = np.array([ep.total_return for ep in episodes])
-        lengths = np.array([len(ep) for ep in episodes])
-        print(
-            f"{dataset_id}: {len(episodes)} episodes, {lengths.sum()} steps in {elapsed:.1f} s "
-            f"({lengths.sum() / elapsed:.0f} steps/s); return mean {returns.mean():.1f} "
-            f"(min {returns.min():.1f}, max {returns.max():.1f}), length mean {lengths.mean():.1f} -> {path}"
-        )
+        print(written_summary(dataset_id, episodes, path, elapsed))
     return path
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from rl_minrnn.envs.offline.commands import run_command
 from rl_minrnn.envs.offline import DatasetError, DatasetFormatError, Episode, datasets_root, write_dataset
+from rl_minrnn.envs.offline.writing import written_summary
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
 OPTIONAL = ("timeouts", "next_observations")
@@ -167,11 +168,7 @@ def import_d4rl(path, env_id: str, dataset_id: str, root=None, overwrite: bool =
         overwrite=overwrite,
     )
     if verbose:
-        returns = np.array([ep.total_return for ep in episodes])
-        print(
-            f"{dataset_id}: {len(episodes)} episodes, {len(arrays['rewards'])} steps, return mean "
-            f"{returns.mean():.1f} (max {returns.max():.1f}) -> {out}"
-        )
+        print(written_summary(dataset_id, episodes, out))
     return out
 
 

@@ -138,6 +138,15 @@ def write_dataset(
     return target
 
 
+def written_summary(dataset_id: str, episodes: list[Episode], path, seconds: float | None = None) -> str:
+    """The line a builder prints for a dataset it wrote: episodes, steps (and rate), returns, lengths, where."""
+    returns = np.array([ep.total_return for ep in episodes])
+    lengths = np.array([len(ep) for ep in episodes])
+    took = "" if seconds is None else f" in {seconds:.1f} s ({lengths.sum() / max(seconds, 1e-9):.0f} steps/s)"
+    return (f"{dataset_id}: {len(episodes)} episodes, {lengths.sum()} steps{took}; return mean {returns.mean():.1f} "
+            f"(min {returns.min():.1f}, max {returns.max():.1f}), length mean {lengths.mean():.1f} -> {path}")
+
+
 def _compact_hdf5(path: Path) -> None:
     """Rewrite Minari's hdf5 file with contiguous datasets.
 
