@@ -192,9 +192,11 @@ def test_build_suite_is_idempotent(tmp_path, capsys):
     for name in ("medium", "expert", "medium-expert", "medium-replay"):
         assert (root / f"local/hopper/{name}-v0/data/metadata.json").is_file()
     assert "built" in out
-    assert suite_main(args) == 0
+    assert suite_main([*args, "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "built" not in out and out.count("exists") == 4
+    table = [line for line in out.splitlines() if line.startswith("| `local/hopper/")]
+    assert len(table) == 4 and "| `local/hopper/medium-expert-v0` | " in out and " 240 | " in out
     me = load_dataset(str(root / "local/hopper/medium-expert-v0"))
     assert me.num_steps == 240
     # a task without its buffer: skipped, with the command that makes it
@@ -242,7 +244,7 @@ def test_the_committed_replay_buffers_are_where_build_suite_looks():
 
     assert DEFAULT_REPLAY_DIR == Path(__file__).resolve().parents[1] / "replay"
     present = [t for t in TASKS if replay_file(DEFAULT_REPLAY_DIR, t).is_file()]
-    assert "hopper" in present
+    assert set(present) == set(TASKS)  # all nine datasets build on a fresh machine
     for task in present:
         arrays = read_d4rl_arrays(replay_file(DEFAULT_REPLAY_DIR, task))
         obs_dim = {"hopper": 11, "walker2d": 17, "halfcheetah": 17}[task]

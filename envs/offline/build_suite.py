@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from rl_minrnn.envs.offline.commands import run_command
 from rl_minrnn.envs.offline.build_dataset import build_dataset
 from rl_minrnn.envs.offline.combine import combine_datasets
@@ -102,6 +104,25 @@ def build_suite(
     return status
 
 
+def suite_table(status: dict, root: Path) -> str:
+    """A Markdown table of the suite's datasets as they are in ``root``: episodes, steps, behaviour return
+    (mean, std) and its D4RL-normalised mean, size on disk (docs/datasets.md keeps it)."""
+    from rl_minrnn.envs.offline import load_dataset
+
+    rows = ["| dataset | episodes | steps | return mean ± std | normalised mean | size |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for dataset_id, what in status.items():
+        if what.startswith("skipped"):
+            rows.append(f"| `{dataset_id}` | not built | | | | |")
+            continue
+        data = load_dataset(str(root / dataset_id))
+        returns = np.asarray(data.returns, dtype=float)
+        size = sum(f.stat().st_size for f in (root / dataset_id).rglob("*") if f.is_file())
+        rows.append(f"| `{dataset_id}` | {len(returns):,} | {int(np.sum(data.lengths)):,} | {returns.mean():.0f} ± "
+                    f"{returns.std():.0f} | {float(np.mean(data.normalized_score(returns))):.1f} | {size / 1e6:.1f} MB |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rl_minrnn.envs.offline.build_suite", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1_000_000, help="env steps per medium/expert dataset (D4RL: 1M)")
@@ -113,6 +134,8 @@ def main(argv=None) -> int:
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--workers", type=int, default=1, help="processes per build (2 uses both cores)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--markdown", action="store_true",
+                   help="then print a Markdown table of every dataset (episodes, steps, behaviour score, size)")
     args = p.parse_args(argv)
     if min(args.steps, args.num_envs, args.workers) <= 0:
         p.error("--steps and --num-envs must be positive")
@@ -131,6 +154,8 @@ def main(argv=None) -> int:
                 print(f"  {dataset_id:36s} {what}")
             else:
                 print(f"  {dataset_id:36s} {what:28s} {size / 1e6:8.1f} MB")
+        if args.markdown:
+            print("\n" + suite_table(status, root))
 
     return run_command(build_and_report)
 
