@@ -63,18 +63,22 @@ def aggregate(runs: list[dict], variants: list[str], datasets: list[str], agents
     for r in runs:
         by.setdefault((r["variant"], r["dataset"], r["agent"]), []).append(r)
     columns = [(d, a) for d in datasets for a in agents if any((v, d, a) in by for v in variants)]
-    rows, late_rows, target_rows, summary = [], [], [], {}
+    rows, late_rows, target_rows, final_rows, summary = [], [], [], [], {}
     for v in variants:
         if not any((v, d, a) in by for d, a in columns):
             continue
-        row, lrow, trow = [f"`{v}`"], [f"`{v}`"], [f"`{v}`"]
+        row, lrow, trow, frow = [f"`{v}`"], [f"`{v}`"], [f"`{v}`"], [f"`{v}`"]
         for d, a in columns:
             rs = by.get((v, d, a), [])
             if not rs:
-                row.append("-")
-                lrow.append("-")
-                trow.append("-")
+                for r_ in (row, lrow, trow, frow):
+                    r_.append("-")
                 continue
+            # the headline: the last checkpoint and the in-run best one, each on the final evaluation's fresh episodes
+            fl = [r["final_last"] for r in rs if r.get("final_last") is not None]
+            fb = [r["final_best"] for r in rs if r.get("final_best") is not None]
+            frow.append(f"{np.mean(fl):.1f} ± {np.std(fl):.1f} / {np.mean(fb):.1f} ± {np.std(fb):.1f} (n={len(fl)})"
+                        if fl else "-")
             last, best = [r["last"] for r in rs], [r["best"] for r in rs]
             late = [suite_tables.late_score(r) for r in rs]
             row.append(f"{np.mean(last):.1f} ± {np.std(last):.1f} / {np.mean(best):.1f} ± {np.std(best):.1f} (n={len(rs)})")
@@ -88,16 +92,25 @@ def aggregate(runs: list[dict], variants: list[str], datasets: list[str], agents
             summary[f"{v}|{d}|{a}"] = {"n": len(rs), "last_mean": float(np.mean(last)), "last_std": float(np.std(last)),
                                        "best_mean": float(np.mean(best)), "best_std": float(np.std(best)),
                                        "late_mean": float(np.mean(late)), "late_std": float(np.std(late)),
-                                       "last_by_target": {str(k): float(np.mean(x)) for k, x in finals.items()}}
+                                       "last_by_target": {str(k): float(np.mean(x)) for k, x in finals.items()},
+                                       **({"final_last_mean": float(np.mean(fl)), "final_last_std": float(np.std(fl)),
+                                           "final_best_mean": float(np.mean(fb)), "final_best_std": float(np.std(fb)),
+                                           "final_n": len(fl)} if fl else {})}
         rows.append(row)
+        final_rows.append(frow)
         late_rows.append(lrow)
         target_rows.append(trow)
     heads = ["variant"] + [f"{d.split('/')[1]} {d.split('/')[2].rsplit('-v', 1)[0]}, {suite_tables.AGENT_NAMES[a]}" for d, a in columns]
     legend = "\n".join(f"- `{v}`: {VARIANTS[v][0]}" + (f" (`{' '.join(VARIANTS[v][1])}`)" if VARIANTS[v][1] else "")
                        + ("" if VARIANTS[v][2] == ALL else f"; run for {', '.join(VARIANTS[v][2])} only")
                        for v in variants)
+    finals_md = [] if all(c == "-" for r_ in final_rows for c in r_[1:]) else [
+        "### Final evaluation, fresh episodes (the headline): last checkpoint ± std / best checkpoint ± std over seeds",
+        "", "The best checkpoint is the one the in-run evaluations picked (an online selection), re-evaluated.", "",
+        markdown_table(heads, final_rows), ""]
     md = "\n".join([
-        "### Normalised score: last ± std / best ± std over seeds", "", markdown_table(heads, rows), "",
+        *finals_md,
+        "### In-run evaluations: last ± std / best ± std over seeds", "", markdown_table(heads, rows), "",
         f"### Late-training score: mean of each run's last {suite_tables.LATE_EVALUATIONS} evaluations, mean ± std over seeds",
         "", markdown_table(heads, late_rows), "",
         "### Last evaluation, per target return (mean normalised score over seeds)", "",

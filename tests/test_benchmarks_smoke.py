@@ -81,6 +81,8 @@ def test_ablations_tiny(tiny_dataset, tmp_path):
     summary = json.loads((out / "ablations.json").read_text())
     cell = next(v for k, v in summary["summary"].items() if k.startswith("fixed|") and k.endswith("|dt"))
     assert cell["n"] == 1 and cell["late_mean"] == pytest.approx(by[("fixed", "dt")]["evals"][-1]["score"])
+    assert cell["final_last_mean"] == pytest.approx(by[("fixed", "dt")]["final_last"])  # the headline, first
+    assert md.index("Final evaluation, fresh episodes (the headline)") < md.index("In-run evaluations")
 
 
 def test_main_job_reads_every_evaluation(tmp_path):
