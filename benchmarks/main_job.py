@@ -42,14 +42,16 @@ from benchmarks.common import write_results, machine_info, markdown_table
 from rl_minrnn.training import RunFolder
 
 
-def job_command(seed: int, run_dir: Path, entry: list[str] | None = None) -> list[str]:
+def job_command(seed: int, run_dir: Path, entry: list[str] | None = None, overrides: list[str] = ()) -> list[str]:
     """``entry``: how the job is started (default ``train_agent.py``, the README's; a baseline revision's copy
-    is started as ``-m rl_minrnn.cli.train``)."""
+    is started as ``-m rl_minrnn.cli.train``). ``overrides``: ``--set`` values for this tree's job only (e.g.
+    ``train.processes=2``: what the job would cost with it)."""
     entry = entry or ["train_agent.py"]
-    if seed == 0:  # the README's command itself (plus where to write, so that runs do not collide)
+    extra = [a for o in overrides for a in ("--set", o)]
+    if seed == 0 and not overrides:  # the README's command itself (plus where to write, so that runs do not collide)
         return [sys.executable, *entry, "--no-progress", "--run-dir", str(run_dir)]
     return [sys.executable, *entry, "--no-progress", "--profile", "cpu", "--set", "dataset.fallback_to_sample=true",
-            "--set", f"seed={seed}", "--run-dir", str(run_dir)]
+            "--set", f"seed={seed}", *extra, "--run-dir", str(run_dir)]
 
 
 def final_scores(run_dir: Path) -> dict:
@@ -119,10 +121,10 @@ def baseline_site(revision: str, dest: Path) -> Path:
     return site
 
 
-def run_job(seed: int, root: Path, site: Path | None = None) -> dict:
+def run_job(seed: int, root: Path, site: Path | None = None, overrides: list[str] = ()) -> dict:
     """``site``: an importable copy of another revision (``--baseline``), run instead of this tree."""
     run_dir = root / f"seed{seed}"
-    command = job_command(seed, run_dir, ["-m", "rl_minrnn.cli.train"] if site else None)
+    command = job_command(seed, run_dir, ["-m", "rl_minrnn.cli.train"] if site else None, overrides)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"PYTHONPATH": str(site)} if site else {})}
     start = time.perf_counter()
     # a revision runs from its own copy: from the repository root, ``-m`` would import this tree's rl_minrnn/
@@ -167,6 +169,9 @@ def main(argv=None) -> int:
                         help="also run this git revision's job before each seed's (e.g. 09e1c35): the wall-clock ratio")
     parser.add_argument("--reference", action="store_true",
                         help="also train d3rlpy's DT with each job's config, after all the jobs (their timing stays alone)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for this tree's jobs, not the baseline's (seed 0 then runs with the "
+                             "profile spelled out, as the other seeds do)")
     args = parser.parse_args(argv)
     runs, baseline = [], []
     with tempfile.TemporaryDirectory(prefix="main_job_") as tmp:
@@ -178,8 +183,8 @@ def main(argv=None) -> int:
                 print(f"seed {seed}, {args.baseline}: the same job from that revision", flush=True)
                 baseline.append(run_job(seed, Path(tmp) / "baseline", site))
                 print(f"  {baseline[-1]['wall_s'] / 60:.1f} min, in-run last {baseline[-1]['last']:.1f}", flush=True)
-            print(f"seed {seed}: {shlex.join(job_command(seed, Path(tmp) / f'seed{seed}')[1:])}", flush=True)
-            runs.append(run_job(seed, Path(tmp)))
+            print(f"seed {seed}: {shlex.join(job_command(seed, Path(tmp) / f'seed{seed}', None, args.overrides)[1:])}", flush=True)
+            runs.append(run_job(seed, Path(tmp), overrides=args.overrides))
             r = runs[-1]
             headline = "" if r["final_last"] is None else f"last ({r['final_episodes']} episodes) {r['final_last']:.1f}, " \
                 f"best re-evaluated {r['final_best']:.1f}; "

@@ -85,6 +85,15 @@ def test_ablations_tiny(tiny_dataset, tmp_path):
     assert md.index("Final evaluation, fresh episodes (the headline)") < md.index("In-run evaluations")
 
 
+def test_main_job_overrides_go_to_this_trees_job_with_the_profile_spelled_out(tmp_path):
+    from benchmarks.main_job import job_command
+
+    assert job_command(0, tmp_path)[1:] == ["train_agent.py", "--no-progress", "--run-dir", str(tmp_path)]
+    command = job_command(0, tmp_path, None, ["train.processes=2"])
+    assert command[command.index("--profile") + 1] == "cpu" and "seed=0" in command
+    assert command[command.index("train.processes=2") - 1] == "--set"
+
+
 def test_main_job_reads_every_evaluation(tmp_path):
     from benchmarks.main_job import evaluations
 
@@ -167,7 +176,7 @@ def test_main_job_puts_the_reference_beside_each_seed(tmp_path, monkeypatch):
 
     seen, order = [], []
 
-    def job(seed, root, site=None):
+    def job(seed, root, site=None, overrides=()):
         order.append(("baseline" if site else "tree", seed))
         return {"seed": seed, "wall_s": 60.0 if site else 120.0, "eval_s": 8.0,
                 "evals": [{"step": 1000, "score": 50.0 + seed}], "last": 50.0 + seed, "best": 50.0 + seed,
