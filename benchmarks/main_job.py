@@ -236,7 +236,9 @@ def main(argv=None) -> int:
                        f"{np.mean(ref_last):.1f} ± {np.std(ref_last):.1f}, best {np.mean(ref_best):.1f} ± {np.std(ref_best):.1f}.")
     machine = machine_info()
     md = "\n".join([
-        f"Main job (`python train_agent.py`, no arguments), {runs[0]['dataset']}", "",
+        f"Main job (`python train_agent.py`, no arguments"
+        + (f"; this tree's jobs with {' '.join('--set ' + o for o in args.overrides)}" if args.overrides else "")
+        + f"), {runs[0]['dataset']}", "",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; date {machine['date']}.",
         f"Command: `{shlex.join(['python', '-m', 'benchmarks.main_job', *(sys.argv[1:] if argv is None else argv)])}`", "",
         markdown_table(heads, rows), "", *summary, ""])

@@ -84,8 +84,6 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         if config.train.compile:
             raise ConfigError("train.processes: the helper processes run the model uncompiled; set train.compile=false "
                               "or train.processes=1")
-        if config.train.device == "cuda":
-            raise ConfigError("train.processes: more than one process is for the CPU; set train.processes=1 with cuda")
         if config.train.batch_size < config.train.processes:
             raise ConfigError(f"train.processes: {config.train.processes} processes need at least as many windows per "
                               f"batch, train.batch_size is {config.train.batch_size}")

@@ -58,6 +58,10 @@ from .run_logging import MetricsLogger, check_trackers
 from .data_parallel import HelperFailed
 from .step import NonFiniteStep, TrainingStep
 
+# Faults after which the step reached is saved, and what to add to the resume command to step around them.
+RESUME_HINTS = {EvaluationFailedError: "add --set eval.every=0 to train without evaluating",
+                HelperFailed: "add --set train.processes=1 to train in one process"}
+
 # Keys that may change when a run is resumed; everything else must match the checkpoint.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.device", "train.threads",
                   "train.processes",
@@ -422,12 +426,10 @@ class Trainer:
         except TrainingStopped as save_error:
             self.log(f"Could not save the step reached after {type(exc).__name__}: {save_error}")
             return
-        if isinstance(exc, HelperFailed):
+        hint = next((h for kind, h in RESUME_HINTS.items() if isinstance(exc, kind)), None)
+        if hint is not None:
             exc.args = (f"{exc} Training state saved at step {self.step} in {path}; continue with: "
-                        f"{resume_command(self.run_dir)} (add --set train.processes=1 to train in one process).",)
-        if isinstance(exc, EvaluationFailedError):
-            exc.args = (f"{exc} Training state saved at step {self.step} in {path}; continue with: "
-                        f"{resume_command(self.run_dir)} (add --set eval.every=0 to train without evaluating).",)
+                        f"{resume_command(self.run_dir)} ({hint}).",)
 
     def _evaluate_and_log(self, logger: MetricsLogger, bar) -> None:
         tick = time.perf_counter()
