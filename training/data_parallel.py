@@ -73,9 +73,10 @@ def row_bounds(rows: int, processes: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def _shared(folder: Path, name: str, like_numel: int, dtype: torch.dtype) -> tuple[torch.Tensor, str]:
-    path = str(folder / name)
-    return torch.from_file(path, shared=True, size=max(1, like_numel), dtype=dtype), path
+def _mapped(path: str, shape, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A tensor of ``shape`` over the file ``path`` (created if missing), shared with every process mapping it."""
+    numel = int(torch.Size(shape).numel())
+    return torch.from_file(path, shared=True, size=max(1, numel), dtype=dtype)[:numel].view(shape)
 
 
 def _flat_views(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -119,23 +120,20 @@ class BatchSplitter:
         self.bounds = row_bounds(rows, self.processes)
         self.folder = folder = _shm_folder()
         self._finalizer = weakref.finalize(self, _close_all, self.helpers, folder)
-        weights, weights_path = _shared(folder, "weights", sum(p.numel() for p in self.parameters), torch.float32)
-        self.weight_views = _flat_views(weights, self.parameters)
+        weights_path = str(folder / "weights")
+        self.weight_views = _flat_views(_mapped(weights_path, [sum(p.numel() for p in self.parameters)]), self.parameters)
         state = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in self.agent.state_dict().items()}, state)
         model = (dataclasses.asdict(self.model_config) if dataclasses.is_dataclass(self.model_config)
                  else dict(self.model_config))
         for i, (lo, hi) in enumerate(self.bounds[1:], start=1):
-            rows_buffers, paths = {}, {}
-            for k, v in batch.items():
-                part = v[lo:hi]
-                rows_buffers[k], paths[k] = _shared(folder, f"rows{i}-{k}", part.numel(), part.dtype)
-                rows_buffers[k] = rows_buffers[k][:part.numel()].view(part.shape)
-            grads, grads_path = _shared(folder, f"grads{i}", sum(p.numel() for p in self.trainable), torch.float32)
+            rows = {k: (str(folder / f"rows{i}-{k}"), str(v.dtype).removeprefix("torch."), list(v[lo:hi].shape))
+                    for k, v in batch.items()}
+            rows_buffers = {k: _mapped(path, shape, getattr(torch, dtype)) for k, (path, dtype, shape) in rows.items()}
+            grads_path = str(folder / f"grads{i}")
+            grads = _mapped(grads_path, [sum(p.numel() for p in self.trainable)])
             spec = {"model": model, "obs_dim": self.agent.obs_dim, "act_dim": self.agent.act_dim,
-                    "state_dict": state.getvalue(), "weights": weights_path, "grads": grads_path,
-                    "rows": {k: (paths[k], str(v.dtype).removeprefix("torch."), list(v.shape))
-                             for k, v in rows_buffers.items()}}
+                    "state_dict": state.getvalue(), "weights": weights_path, "grads": grads_path, "rows": rows}
             self.helpers.append(_Helper(spec, rows_buffers, grads, self.trainable))
         for helper in self.helpers:
             helper.wait_ready()
@@ -155,13 +153,12 @@ class BatchSplitter:
         for helper in self.helpers:
             loss, has_grad = helper.receive()
             total += loss
-            for p, view, flag in zip(self.trainable, helper.grad_views, has_grad):
-                if not flag:
-                    continue
-                if p.grad is None:
-                    p.grad = view.clone()
-                else:
-                    p.grad.add_(view)
+            pairs = [(p, view) for p, view, flag in zip(self.trainable, helper.grad_views, has_grad) if flag]
+            for p, view in pairs:
+                if p.grad is None:  # a parameter only the helper's rows reached
+                    p.grad = torch.zeros_like(p)
+            if pairs:
+                torch._foreach_add_([p.grad for p, _ in pairs], [view for _, view in pairs])
         return total
 
     def close(self) -> None:
@@ -259,16 +256,12 @@ def helper_main() -> None:
         agent = build_agent(spec["model"], spec["obs_dim"], spec["act_dim"])
         agent.load_state_dict(torch.load(io.BytesIO(spec["state_dict"]), weights_only=True))
         parameters = list(agent.parameters())
-        weights = torch.from_file(spec["weights"], shared=True, size=max(1, sum(p.numel() for p in parameters)))
+        weights = _mapped(spec["weights"], [sum(p.numel() for p in parameters)])
         for p, view in zip(parameters, _flat_views(weights, parameters)):
             p.data = view
         trainable = [p for p in parameters if p.requires_grad]
-        grads = torch.from_file(spec["grads"], shared=True, size=max(1, sum(p.numel() for p in trainable)))
-        grad_views = _flat_views(grads, trainable)
-        rows = {}
-        for k, (path, dtype, shape) in spec["rows"].items():
-            numel = int(torch.Size(shape).numel())
-            rows[k] = torch.from_file(path, shared=True, size=max(1, numel), dtype=getattr(torch, dtype))[:numel].view(shape)
+        grad_views = _flat_views(_mapped(spec["grads"], [sum(p.numel() for p in trainable)]), trainable)
+        rows = {k: _mapped(path, shape, getattr(torch, dtype)) for k, (path, dtype, shape) in spec["rows"].items()}
         agent.train()
         conn.send(("ready",))
     except BaseException:  # noqa: BLE001 - said to the leader, which raises it
