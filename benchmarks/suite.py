@@ -25,7 +25,7 @@ Protocols (``--protocol``):
 - ``paper``: the dataset config alone (the paper's hyperparameters), 100k steps, an evaluation every 10k,
   100 episodes per target, seeds 0..4 (a GPU job).
 
-    python -m benchmarks.suite --protocol cpu                       # the whole local suite, in the background
+    python -m benchmarks.suite --protocol cpu                       # the nine local datasets, in the background
     python -m benchmarks.suite --protocol cpu --resume-ok           # continue an interrupted suite
     python -m benchmarks.suite --protocol cpu --datasets local/hopper/medium-v0 --seeds 0 --agents mingru dt
     python -m benchmarks.suite --protocol cpu --aggregate-only      # only rebuild the tables from the JSONs
@@ -65,13 +65,10 @@ from rl_minrnn.configs.loading import CONFIG_DIR, config_for_dataset, profile_pa
 from rl_minrnn.training.options import load_config
 from rl_minrnn.envs.offline import DatasetError, DatasetNotFoundError, load_dataset
 
-LOCAL_SUITE = [
-    "local/hopper/medium-v0",
-    "local/hopper/medium-replay-v0",
-    "local/hopper/medium-expert-v0",
-    "local/walker2d/medium-v0",
-    "local/halfcheetah/medium-v0",
-]
+# The paper's nine (each environment's medium, medium-replay and medium-expert), as ``build_suite`` makes them
+# locally, in the order of the paper's table.
+LOCAL_SUITE = [f"local/{env}/{kind}-v0" for kind in ("medium", "medium-replay", "medium-expert")
+               for env in ("halfcheetah", "hopper", "walker2d")]
 AGENTS = {
     "mingru": ["model.kind=decision_rnn", "model.cell=mingru"],
     "minlstm": ["model.kind=decision_rnn", "model.cell=minlstm"],
@@ -106,6 +103,7 @@ def run_overrides(dataset_id: str, agent: str, seed: int, plan: dict) -> list[st
     return [f"dataset.id={dataset_id}", *AGENTS[agent], f"seed={seed}", f"train.steps={plan['steps']}",
             f"eval.every={plan['eval_every']}", f"eval.episodes={plan['episodes']}", "eval.at_end=true",
             f"train.threads={plan['threads']}", f"train.device={plan['device']}",
+            "train.processes=1",  # one process a run: the suite's runs share the cores (--ray: one a core)
             f"train.checkpoint_every={10**9}",
             *([f"eval.final_episodes={plan['final_episodes']}"] if "final_episodes" in plan else []), *plan["overrides"]]
 
@@ -324,7 +322,8 @@ def main(argv=None) -> int:
                 log(f"SKIP {d}: not available ({why})")
             else:
                 available[d] = ds
-        todo = [(d, a, s) for d in available for s in seeds for a in args.agents]
+        # seeds outermost: a long suite stopped part-way leaves whole seeds over every dataset, not some datasets
+        todo = [(d, a, s) for s in seeds for d in available for a in args.agents]
         if plan["eval_every"] < 1:  # a run's score is its evaluations
             print(f"error: --eval-every must be at least 1 (the suite scores each run by its evaluations), "
                   f"got {plan['eval_every']}", file=sys.stderr)
@@ -354,7 +353,7 @@ def main(argv=None) -> int:
             notes += _run_on_ray(pending, plan, available, args, runs_dir, command, log)
             pending = []
         total_tick, unavailable = time.perf_counter(), set()
-        for i, (d, a, s) in enumerate(pending):  # seeds outer, agents inner: the agents of one seed run close in time
+        for i, (d, a, s) in enumerate(pending):  # agents inner: the agents of one dataset and seed run close in time
             if a in unavailable:
                 continue
             log(f"[{i + 1}/{len(pending)}] {d} {a} seed {s}  (elapsed {(time.perf_counter() - total_tick) / 60:.1f} min)")

@@ -170,7 +170,7 @@ def plan_jobs(sweep: dict, path: str, out: Path, run_root: str) -> tuple[dict, l
                          f"got {plan['eval_every']!r}")
     jobs = []  # seeds outer: an interrupted sweep has every variant on the same seeds
     for s in sweep.get("seeds", proto["seeds"]):
-        for d in sweep.get("datasets", [suite.LOCAL_SUITE[0]]):
+        for d in sweep.get("datasets", ["local/hopper/medium-v0"]):
             for overrides in variants(sweep, path):
                 tag = variant_tag(overrides)
                 for a in sweep.get("agents", ["mingru"]):
