@@ -15,6 +15,7 @@ opened.
 
 from __future__ import annotations
 
+import importlib
 import json
 import warnings
 import zipfile
@@ -50,6 +51,28 @@ def file_format(path: str | Path) -> str | None:
     return None
 
 
+def _backend_library(name: str, missing: str):
+    """The backend's library, imported when a file of its format is opened, or the error ``missing`` (how to get it)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ExportedPolicyError(missing) from None
+
+
+def _unreadable(path: Path, what: str, exc: Exception) -> ExportedPolicyError:
+    """The one-line error for a file a backend could not open: the backend's exception type and first line."""
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return ExportedPolicyError(f"{path} is not a readable {what} ({type(exc).__name__}: {first})")
+
+
+def _parsed_metadata(text: str | None) -> dict | None:
+    """A backend's metadata text parsed; None when it is absent or not JSON (``ExportedPolicy`` says which file)."""
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+
+
 def is_exported_file(path: str | Path) -> bool:
     """Whether ``path`` names an exported policy rather than a training checkpoint."""
     return file_format(path) is not None
@@ -57,11 +80,8 @@ def is_exported_file(path: str | Path) -> bool:
 
 class _OnnxBackend:
     def __init__(self, path: Path, threads: int | None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ExportedPolicyError(f"{path} is an ONNX policy and onnxruntime is not installed: "
-                                      "pip install onnxruntime (or the project's [export] extra)") from None
+        ort = _backend_library("onnxruntime", f"{path} is an ONNX policy and onnxruntime is not installed: "
+                                              "pip install onnxruntime (or the project's [export] extra)")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
@@ -70,13 +90,8 @@ class _OnnxBackend:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
-            raise ExportedPolicyError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0][:200]})") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        try:
-            self.metadata = json.loads(props[METADATA_KEY]) if METADATA_KEY in props else None
-        except json.JSONDecodeError:
-            self.metadata = None
+            raise _unreadable(path, "ONNX model", exc) from None
+        self.metadata = _parsed_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
 
     def bind(self, input_names: list[str], output_names: list[str]) -> None:
         graph_inputs = [i.name for i in self.session.get_inputs()]
@@ -92,25 +107,17 @@ class _OnnxBackend:
 
 class _TorchScriptBackend:
     def __init__(self, path: Path, threads: int | None):
-        try:
-            import torch
-        except ImportError:
-            raise ExportedPolicyError(f"{path} is a TorchScript policy and torch is not installed; "
-                                      "export the checkpoint to ONNX to run without torch") from None
-        self.torch = torch
+        self.torch = torch = _backend_library("torch", f"{path} is a TorchScript policy and torch is not installed; "
+                                                       "export the checkpoint to ONNX to run without torch")
         extra = {TORCHSCRIPT_EXTRA_FILE: ""}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still loadable
                 self.module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except Exception as exc:  # torch raises RuntimeError and others for broken archives
-            raise ExportedPolicyError(f"{path} is not a readable TorchScript policy ({type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0][:200]})") from None
+            raise _unreadable(path, "TorchScript policy", exc) from None
         self.module.eval()
-        try:
-            self.metadata = json.loads(extra[TORCHSCRIPT_EXTRA_FILE] or "null")
-        except json.JSONDecodeError:
-            self.metadata = None
+        self.metadata = _parsed_metadata(extra[TORCHSCRIPT_EXTRA_FILE])
         # threads: torch's are process-wide, so they are left to the caller (torch.set_num_threads).
 
     def bind(self, input_names: list[str], output_names: list[str]) -> None:

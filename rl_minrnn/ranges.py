@@ -3,8 +3,9 @@
 message says what is allowed: a value torch would reject with a traceback (a dropout of ``inf``), or a
 size no machine holds (a width of 99999999999), stops at the config with the key named.
 
-A rule's ``check(value)`` raises :class:`OptionError` with ``must be <what is allowed>, got <value>``; the
-caller (``rl_minrnn.training.options``) puts the key and an example in front.
+A rule says what it allows (``allowed``) and whether a value is allowed (``ok``); ``check(value)``, shared by all
+of them, raises :class:`OptionError` with ``must be <what is allowed>, got <value>``; the caller
+(``rl_minrnn.training.options``) puts the key and an example in front.
 """
 
 from __future__ import annotations
@@ -30,8 +31,27 @@ def _fmt(x: float) -> str:
     return f"{int(x):,}".replace(",", "_") if float(x).is_integer() and abs(x) >= 10_000 else f"{x:g}"
 
 
+class Rule:
+    """The one message every rule gives: ``must be <allowed()>, got <value>`` (and ``why_not`` where it names the
+    entry that is not allowed)."""
+
+    def allowed(self) -> str:
+        raise NotImplementedError
+
+    def ok(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def why_not(self, value: Any) -> str:
+        return ""
+
+    def check(self, value: Any, name: str = "") -> None:
+        if not self.ok(value):
+            why = self.why_not(value)
+            raise OptionError(f"{_named(name)}must be {self.allowed()}, got {value!r}" + (f" ({why})" if why else ""))
+
+
 @dataclass(frozen=True)
-class Number:
+class Number(Rule):
     """A finite number in ``[low, high]`` (either end open when asked), an integer when ``integer``,
     never one of ``excluded``. ``why``: a short reason shown with the range."""
 
@@ -66,13 +86,9 @@ class Number:
             return False
         return value not in self.excluded
 
-    def check(self, value: Any, name: str = "") -> None:
-        if not self.ok(value):
-            raise OptionError(f"{_named(name)}must be {self.allowed()}, got {value!r}")
-
 
 @dataclass(frozen=True)
-class OneOf:
+class OneOf(Rule):
     """One of ``options`` (the registry or tuple that implements them)."""
 
     options: tuple
@@ -80,13 +96,12 @@ class OneOf:
     def allowed(self) -> str:
         return "one of " + ", ".join(map(str, self.options))
 
-    def check(self, value: Any, name: str = "") -> None:
-        if isinstance(value, (list, dict)) or value not in self.options:
-            raise OptionError(f"{_named(name)}must be {self.allowed()}, got {value!r}")
+    def ok(self, value: Any) -> bool:
+        return not isinstance(value, (list, dict)) and value in self.options
 
 
 @dataclass(frozen=True)
-class NumberList:
+class NumberList(Rule):
     """A list of ``min_len`` to ``max_len`` numbers, each allowed by ``element``."""
 
     element: Number
@@ -96,16 +111,17 @@ class NumberList:
     def allowed(self) -> str:
         return f"a list of {self.min_len} to {self.max_len} values, each {self.element.allowed()}"
 
-    def check(self, value: Any, name: str = "") -> None:
-        if not isinstance(value, (list, tuple)) or not self.min_len <= len(value) <= self.max_len:
-            raise OptionError(f"{_named(name)}must be {self.allowed()}, got {value!r}")
-        bad = [v for v in value if not self.element.ok(v)]
-        if bad:
-            raise OptionError(f"{_named(name)}must be {self.allowed()}, got {value!r} ({bad[0]!r} is not)")
+    def ok(self, value: Any) -> bool:
+        return (isinstance(value, (list, tuple)) and self.min_len <= len(value) <= self.max_len
+                and all(self.element.ok(v) for v in value))
+
+    def why_not(self, value: Any) -> str:
+        bad = [v for v in value if not self.element.ok(v)] if isinstance(value, (list, tuple)) else []
+        return f"{bad[0]!r} is not" if bad and self.min_len <= len(value) <= self.max_len else ""
 
 
 @dataclass(frozen=True)
-class ChoiceList:
+class ChoiceList(Rule):
     """A list (possibly empty) whose every entry is one of ``options``, each at most once."""
 
     options: tuple
@@ -113,7 +129,6 @@ class ChoiceList:
     def allowed(self) -> str:
         return "a list of distinct entries from " + ", ".join(map(str, self.options))
 
-    def check(self, value: Any, name: str = "") -> None:
-        if (not isinstance(value, (list, tuple)) or any(isinstance(v, (list, dict)) or v not in self.options for v in value)
-                or len(set(value)) != len(value)):
-            raise OptionError(f"{_named(name)}must be {self.allowed()}, got {value!r}")
+    def ok(self, value: Any) -> bool:
+        return (isinstance(value, (list, tuple)) and all(not isinstance(v, (list, dict)) and v in self.options
+                                                         for v in value) and len(set(value)) == len(value))

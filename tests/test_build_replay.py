@@ -47,9 +47,9 @@ def test_stops_at_the_target_and_writes_the_whole_buffer_as_minari(tmp_path):
     import gymnasium as gym
 
     # a target every evaluation reaches: training stops at the first one (step 250), mid-episode
-    out = br.build_replay(ENV, -1e9, "local/hopper/replay-test-v0", eval_every=250, eval_episodes=1, max_steps=2000,
-                          checkpoint_dir=tmp_path / "ck", root=tmp_path / "store", npz=tmp_path / "buffer.npz",
-                          progress=False)
+    settings = br.ReplaySettings(ENV, -1e9, eval_every=250, eval_episodes=1, max_steps=2000)
+    out = br.build_replay(settings, "local/hopper/replay-test-v0", checkpoint_dir=tmp_path / "ck",
+                          root=tmp_path / "store", npz=tmp_path / "buffer.npz", progress=False)
     ds, episodes = _minari_episodes(tmp_path / "store", "local/hopper/replay-test-v0")
     meta = ds.storage.metadata
     assert meta["replay_steps"] == 250 and meta["replay_target_reached"] is True
@@ -165,9 +165,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
 def test_stable_baselines3_builds_resume_exactly_too(tmp_path, monkeypatch):
     """--library sb3 (PyTorch): a build stopped right after its first checkpoint (the process 'dies' there)
     and run again equals an uninterrupted one."""
-    kw = dict(eval_every=150, eval_episodes=1, max_steps=300, library="sb3", checkpoint_every=100, progress=False,
-              verbose=False)
-    br.build_replay(ENV, 1e9, "local/hopper/replay-sb3-v0", checkpoint_dir=tmp_path / "ck-a", root=tmp_path / "a", **kw)
+    settings = br.ReplaySettings(ENV, 1e9, eval_every=150, eval_episodes=1, max_steps=300, library="sb3")
+    kw = dict(checkpoint_every=100, progress=False, verbose=False)
+    br.build_replay(settings, "local/hopper/replay-sb3-v0", checkpoint_dir=tmp_path / "ck-a", root=tmp_path / "a", **kw)
     save = br._save
 
     def save_then_die(path, payload):
@@ -176,13 +176,13 @@ def test_stable_baselines3_builds_resume_exactly_too(tmp_path, monkeypatch):
 
     monkeypatch.setattr(br, "_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        br.build_replay(ENV, 1e9, "local/hopper/replay-sb3-v0", checkpoint_dir=tmp_path / "ck-b", root=tmp_path / "b", **kw)
+        br.build_replay(settings, "local/hopper/replay-sb3-v0", checkpoint_dir=tmp_path / "ck-b", root=tmp_path / "b", **kw)
     monkeypatch.setattr(br, "_save", save)
     import pickle
 
     with open(tmp_path / "ck-b" / "state.pkl", "rb") as f:
         assert 100 <= pickle.load(f)["step"] < 300
-    br.build_replay(ENV, 1e9, "local/hopper/replay-sb3-v0", checkpoint_dir=tmp_path / "ck-b", root=tmp_path / "b", **kw)
+    br.build_replay(settings, "local/hopper/replay-sb3-v0", checkpoint_dir=tmp_path / "ck-b", root=tmp_path / "b", **kw)
     a = _arrays(tmp_path / "a", "local/hopper/replay-sb3-v0")
     b = _arrays(tmp_path / "b", "local/hopper/replay-sb3-v0")
     assert len(a) == len(b) and sum(len(x[1]) for x in a) == 300

@@ -33,7 +33,7 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,17 @@ class ReplaySettings:
             raise ReplayBuildError(f"--library must be one of {LIBRARIES}, got {self.library!r}.")
         if not np.isfinite(self.target_return):
             raise ReplayBuildError(f"--target-return must be a finite number, got {self.target_return}.")
+
+    def command_args(self) -> list[str]:
+        """The command-line flags that give these settings (each field's flag: ``--env``, then its name)."""
+        args = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            args += [FLAGS.get(f.name, "--" + f.name.replace("_", "-")), f"{value:g}" if isinstance(value, float) else str(value)]
+        return args
+
+
+FLAGS = {"env_id": "--env"}  # the command-line flag of a ReplaySettings field whose flag is not its name
 
 
 def reset_seed(seed: int, stream: int, k: int) -> int:
@@ -465,17 +476,9 @@ def describe_replay(path) -> str:
 
 
 def build_replay(
-    env_id: str,
-    target_return: float,
+    settings: ReplaySettings,
     dataset_id: str,
     *,
-    seed: int = 0,
-    eval_every: int = 10_000,
-    eval_episodes: int = 5,
-    max_steps: int = 1_000_000,
-    library: str = DEFAULT_LIBRARY,
-    learning_starts: int = 100,
-    batch_size: int = 256,
     checkpoint_every: int = 10_000,
     checkpoint_dir=None,
     fresh: bool = False,
@@ -486,15 +489,15 @@ def build_replay(
     threads: int | None = 1,
     verbose: bool = True,
 ) -> Path:
-    """Train, checkpoint, write the dataset ``dataset_id`` (and ``npz`` when given); returns its folder."""
+    """Train SAC with ``settings`` (what fixes the result), checkpointing every ``checkpoint_every`` steps, and write
+    the dataset ``dataset_id`` (and ``npz`` when given); returns its folder. The other arguments say where and how,
+    not what."""
     check_dataset_id(dataset_id)
     root = Path(root) if root is not None else datasets_root()
     if (root / dataset_id).exists() and not overwrite:
         raise DatasetExistsError(
             f"Dataset {dataset_id!r} already exists at {root / dataset_id}. Delete it, pick another id, or pass --overwrite."
         )
-    settings = ReplaySettings(env_id, float(target_return), int(seed), int(eval_every), int(eval_episodes),
-                              int(max_steps), library, int(learning_starts), int(batch_size))
     settings.check()
     checkpoint_dir = Path(checkpoint_dir).expanduser() if checkpoint_dir else default_checkpoint_dir(dataset_id)
     from filelock import FileLock, Timeout
@@ -510,23 +513,20 @@ def build_replay(
         state = run_sac(settings, checkpoint_dir, checkpoint_every, fresh, progress, threads)
     finally:
         lock.release()
-    command = "python -m rl_minrnn.envs.offline.build_replay " + " ".join(shlex.quote(a) for a in [
-        "--env", env_id, "--target-return", f"{target_return:g}", "--id", dataset_id, "--seed", str(seed),
-        "--eval-every", str(eval_every), "--eval-episodes", str(eval_episodes), "--max-steps", str(max_steps),
-        "--library", library, "--learning-starts", str(learning_starts), "--batch-size", str(batch_size),
-    ])
+    command = "python -m rl_minrnn.envs.offline.build_replay " + shlex.join(["--id", dataset_id, *settings.command_args()])
     metadata = replay_metadata(state, command)
     if not state["reached"]:
-        print(f"warning: no evaluation reached {target_return:g} in {max_steps} steps (best "
+        print(f"warning: no evaluation reached {settings.target_return:g} in {settings.max_steps} steps (best "
               f"{max((c['eval_return'] for c in state['curve']), default=float('nan')):.1f}); writing the buffer anyway "
               "(metadata replay_target_reached: false)", file=sys.stderr)
     episodes = episodes_of(state)
     out = write_dataset(
-        dataset_id, episodes, env_id,
-        description=(f"Medium-replay (D4RL's recipe): the replay buffer, in time order, of {library} SAC (seed {seed}) "
-                     f"trained on {env_id} until its deterministic evaluation ({eval_episodes} episodes every "
-                     f"{eval_every} steps) first reached {target_return:g}: {state['step']} steps."),
-        algorithm_name=f"sac-replay:{library}", extra_metadata=metadata, root=root, overwrite=overwrite,
+        dataset_id, episodes, settings.env_id,
+        description=(f"Medium-replay (D4RL's recipe): the replay buffer, in time order, of {settings.library} SAC "
+                     f"(seed {settings.seed}) trained on {settings.env_id} until its deterministic evaluation "
+                     f"({settings.eval_episodes} episodes every {settings.eval_every} steps) first reached "
+                     f"{settings.target_return:g}: {state['step']} steps."),
+        algorithm_name=f"sac-replay:{settings.library}", extra_metadata=metadata, root=root, overwrite=overwrite,
     )
     if npz is not None:
         write_npz(npz, episodes, metadata)
@@ -542,7 +542,7 @@ def build_replay(
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rl_minrnn.envs.offline.build_replay",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--env", help="gymnasium id, e.g. Walker2d-v5 (required unless --describe)")
+    p.add_argument("--env", dest="env_id", help="gymnasium id, e.g. Walker2d-v5 (required unless --describe)")
     p.add_argument("--target-return", type=float, default=None,
                    help="stop at the first evaluation whose mean return reaches this (default: the task's "
                         "replay_target in envs/tasks.py, the medium behaviour policy's return)")
@@ -567,7 +567,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.describe:
         return run_command(lambda: print(describe_replay(args.describe)))
-    if not args.env or not args.dataset_id:
+    if not args.env_id or not args.dataset_id:
         p.error("--env and --id are required")
     for name in ("eval_every", "eval_episodes", "max_steps", "checkpoint_every", "batch_size", "threads"):
         if getattr(args, name) <= 0:
@@ -577,16 +577,15 @@ def main(argv=None) -> int:
     if args.target_return is None:
         from rl_minrnn.envs.tasks import TASKS, task_name
 
-        name = task_name(args.env)
+        name = task_name(args.env_id)
         if name is None:
-            p.error(f"--target-return is needed for {args.env} (no row in envs/tasks.py gives it)")
+            p.error(f"--target-return is needed for {args.env_id} (no row in envs/tasks.py gives it)")
         args.target_return = TASKS[name].replay_target
+    settings = ReplaySettings(**{f.name: getattr(args, f.name) for f in fields(ReplaySettings)})
     return run_command(lambda: build_replay(
-        args.env, args.target_return, args.dataset_id, seed=args.seed, eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes, max_steps=args.max_steps, library=args.library,
-        learning_starts=args.learning_starts, batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
-        checkpoint_dir=args.checkpoint_dir, fresh=args.fresh, npz=args.npz, root=args.root,
-        overwrite=args.overwrite, progress=not args.no_progress, threads=args.threads,
+        settings, args.dataset_id, checkpoint_every=args.checkpoint_every, checkpoint_dir=args.checkpoint_dir,
+        fresh=args.fresh, npz=args.npz, root=args.root, overwrite=args.overwrite, progress=not args.no_progress,
+        threads=args.threads,
     ))
 
 
