@@ -45,7 +45,7 @@ from rl_minrnn.training import RunFolder
 def job_command(seed: int, run_dir: Path, entry: list[str] | None = None, overrides: list[str] = ()) -> list[str]:
     """``entry``: how the job is started (default ``train_agent.py``, the README's; a baseline revision's copy
     is started as ``-m rl_minrnn.cli.train``). ``overrides``: ``--set`` values for this tree's job only (e.g.
-    ``train.processes=2``: what the job would cost with it)."""
+    ``train.processes=1``: what the job costs in one process)."""
     entry = entry or ["train_agent.py"]
     extra = [a for o in overrides for a in ("--set", o)]
     if seed == 0 and not overrides:  # the README's command itself (plus where to write, so that runs do not collide)
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
                        f"{np.mean(ref_last):.1f} ± {np.std(ref_last):.1f}, best {np.mean(ref_best):.1f} ± {np.std(ref_best):.1f}.")
     machine = machine_info()
     md = "\n".join([
-        f"Main job (`python train_agent.py`, no arguments"
+        "Main job (`python train_agent.py`, no arguments"
         + (f"; this tree's jobs with {' '.join('--set ' + o for o in args.overrides)}" if args.overrides else "")
         + f"), {runs[0]['dataset']}", "",
         f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; date {machine['date']}.",

@@ -14,6 +14,42 @@ from benchmarks.common import fmt, markdown_table
 
 AGENT_NAMES = {"mingru": "Decision-minGRU", "minlstm": "Decision-minLSTM", "dt": "Decision Transformer",
                "d3rlpy_dt": "d3rlpy DT", "d3rlpy_dt_cosine": "d3rlpy DT, cosine lr"}
+
+# Published Decision Transformer scores on D4RL's v2 datasets (other data than the local ones, 100k steps on a
+# GPU): context for the table, never a column of it. (DT paper: Chen et al. 2021, Table 2; CORL's DT: last and
+# best evaluation, Tarasov et al. 2023.)
+PUBLISHED_DT = {
+    "halfcheetah-medium": (42.6, 42.2, 42.7), "hopper-medium": (67.6, 65.1, 69.4), "walker2d-medium": (74.0, 67.6, 74.7),
+    "halfcheetah-medium-replay": (36.6, 38.9, 40.3), "hopper-medium-replay": (82.7, 81.8, 88.7),
+    "walker2d-medium-replay": (66.6, 59.9, 68.2), "halfcheetah-medium-expert": (86.8, 91.6, 93.4),
+    "hopper-medium-expert": (107.6, 110.4, 111.2), "walker2d-medium-expert": (108.1, 107.1, 108.7),
+}
+
+
+def d4rl_name(dataset_id: str) -> str | None:
+    """``local/hopper/medium-v0`` -> ``hopper-medium``: the D4RL dataset a local one is built after, if any."""
+    parts = dataset_id.split("/")
+    if len(parts) != 3 or not parts[2].endswith("-v0"):
+        return None
+    name = f"{parts[1]}-{parts[2][:-3]}"
+    return name if name in PUBLISHED_DT else None
+
+
+def published_table(datasets: list[str]) -> list[str]:
+    """Markdown lines: the published DT numbers for the D4RL datasets these local ones are built after."""
+    scores = {d: PUBLISHED_DT[n] for d in datasets if (n := d4rl_name(d))}
+    if not scores:
+        return []
+    if len(scores) > 1:
+        scores["**average**"] = tuple(np.mean(list(scores.values()), axis=0))
+    rows = [[d, f"{paper:.1f}", f"{last:.1f} / {best:.1f}"] for d, (paper, last, best) in scores.items()]
+    return ["### Context, on other data: Decision Transformer's published D4RL scores", "",
+            "D4RL's v2 datasets of the same names (other behaviour policies and sizes), 100k training "
+            "steps on a GPU, not the local datasets and budget above: what the paper protocol aims at, not a "
+            "column to compare with.", "",
+            markdown_table(["dataset", "DT paper", "CORL DT last / best"], rows), ""]
+
+
 def mean_std(values) -> tuple[float, float]:
     values = [v for v in values if v is not None]
     if not values:
@@ -150,6 +186,8 @@ def aggregate(runs: list[dict], datasets: list[str], agents: list[str]) -> tuple
         "### Equal training time: best score reached within the fastest agent's mean training seconds",
         "",
         markdown_table(["dataset (budget)"] + heads, equal_rows),
+        "",
+        *published_table(datasets),
     ]
     return "\n".join(md), summary
 

@@ -92,8 +92,10 @@ def checkout(revision: str, dest: Path) -> Path:
 class Worker:
     """One version's trainer in its own process, stepped on request."""
 
-    def __init__(self, site: Path, spec: dict, threads: int, processes: int = 1):
-        if processes > 1:
+    def __init__(self, site: Path, spec: dict, threads: int, processes: int | None = None):
+        """``processes``: this tree's ``train.processes``, always set (the cpu profile's auto would otherwise pick
+        for the variant); None for a baseline revision, which may not have the key."""
+        if processes is not None:
             spec = {**spec, "overrides": [*spec["overrides"], f"train.processes={processes}"]}
         env = {**os.environ, "PYTHONPATH": str(site), "RLM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
                "MKL_NUM_THREADS": str(threads), **OPENMP_ENV}
@@ -157,7 +159,7 @@ def main(argv=None) -> int:
         for agent in args.agents:
             spec = {"configs": args.configs, "warmup": args.warmup,
                     "overrides": ["dataset.id=local/hopper/sample-v0", "eval.every=0", *AGENTS[agent], *args.overrides]}
-            workers = {v: [Worker(sites[name], spec, threads, processes) for _ in range(copies)]
+            workers = {v: [Worker(sites[name], spec, threads, processes if name == "new" else None) for _ in range(copies)]
                        for v, (name, threads, copies, processes) in variants.items()}
             times = {v: [] for v in variants}
             for r in range(args.rounds):

@@ -71,7 +71,7 @@ class TrainConfig:
     checkpoint_every: int = option(1000, 'steps between checkpoints/last.pt (also written at the end and on Ctrl-C)')
     device: str = option("auto", 'auto (cuda when present) | cpu | cuda')
     threads: int = option(0, 'torch CPU threads (0: half the cores, 1 to 4)')
-    processes: int = option(1, "processes that share each batch's rows on the CPU (data parallel; window regime): 2 runs one run on both cores of an otherwise idle 2-core machine; 1 where runs share the machine (the suite on Ray); train.threads is per process")
+    processes: int = option(1, "processes that share each batch's rows on the CPU (data parallel; window regime): 2 runs one run on both cores of an otherwise idle 2-core machine; 1 where runs share the machine (the suite on Ray); 0: auto, 2 where it applies (a CPU run in the window regime, uncompiled, on 2 or more cores), else 1; train.threads is per process")
     compile: bool = option(False, 'torch.compile the model')
     loggers: list[str] = option(factory=lambda: ["tensorboard"], help='experiment trackers beside metrics.jsonl, any of tensorboard | mlflow (extra [mlflow]; local store runs/mlflow.db) | wandb (extra [wandb]; offline unless WANDB_MODE); [] for metrics.jsonl only')
 

@@ -43,6 +43,23 @@ def test_suite_tiny(tiny_dataset, tmp_path):
     assert runs[0].stat().st_mtime == mtime
 
 
+def test_suite_defaults_to_the_nine_datasets_with_published_context():
+    """The suite's default datasets are the paper's nine (one per environment and kind, as build_suite names them);
+    each maps to the D4RL dataset whose published DT score the tables show as context, averaged like the rows."""
+    from benchmarks import suite
+    from benchmarks.suite_tables import PUBLISHED_DT, d4rl_name, published_table
+
+    assert len(suite.LOCAL_SUITE) == 9 == len({d4rl_name(d) for d in suite.LOCAL_SUITE}) == len(PUBLISHED_DT)
+    assert d4rl_name("local/hopper/medium-replay-v0") == "hopper-medium-replay"
+    assert d4rl_name("local/hopper/expert-v0") is None and d4rl_name("test/hopper/tiny") is None
+    lines = published_table(["local/hopper/medium-v0", "local/walker2d/medium-replay-v0", "local/hopper/expert-v0"])
+    table = [line for line in "\n".join(lines).splitlines() if line.startswith("| ")]
+    assert table[2:] == ["| local/hopper/medium-v0 | 67.6 | 65.1 / 69.4 |",
+                         "| local/walker2d/medium-replay-v0 | 66.6 | 59.9 / 68.2 |",
+                         "| **average** | 67.1 | 62.5 / 68.8 |"]
+    assert "other data" in lines[0] and published_table(["test/hopper/tiny"]) == []
+
+
 def test_learning_curve_statistics():
     """Mean and band over seeds at the steps every seed reached; seconds averaged the same way."""
     from benchmarks.plots import curve

@@ -99,4 +99,52 @@ def test_settings_that_cannot_split_are_refused(overrides, match):
     with pytest.raises(ConfigError, match=match):
         config("train.processes=2", *overrides)
     with pytest.raises(ConfigError, match="train.processes"):
-        config("train.processes=0")
+        config("train.processes=-1")
+
+
+@pytest.mark.parametrize("overrides, device, cores, expected", [
+    ([], "cpu", 2, 2),
+    ([], "cpu", 16, 2),
+    ([], "cpu", 1, 1),  # a single core: nothing to split onto
+    ([], "cuda", 2, 1),
+    (["train.regime=sequence"], "cpu", 2, 1),
+    (["train.compile=true"], "cpu", 2, 1),
+    (["train.batch_size=1"], "cpu", 2, 1),
+    (["train.processes=1"], "cpu", 2, 1),  # a number is taken as it is
+    (["train.processes=3"], "cpu", 2, 3),
+])
+def test_auto_processes_split_only_where_splitting_applies(overrides, device, cores, expected, monkeypatch):
+    from rl_minrnn.training import resources
+
+    monkeypatch.setattr(resources.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    train = config("train.processes=0", *overrides).train
+    assert resources.data_parallel_processes(train, torch.device(device)) == expected
+
+
+def test_the_cpu_profile_trains_one_run_on_both_cores(tiny_dataset, tmp_path, monkeypatch):
+    """The cpu profile's auto: a trainer on a 2-core machine splits its batches between two processes, as
+    train.processes=2 does (the same losses, without dropout: the two trainers draw from one global generator here),
+    and says so once."""
+    from rl_minrnn.configs.loading import profile_path
+    from rl_minrnn.training import resources
+    from rl_minrnn.training.options import load_config
+
+    monkeypatch.setattr(resources.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    small = ["model.width=16", "model.depth=1", "model.context=4", "model.dropout=0.0", "train.batch_size=4", "train.steps=3",
+             "eval.every=0", "train.device=cpu", "train.loggers=[]"]
+    profiled = load_config([profile_path("cpu")], small)
+    assert profiled.train.processes == 0
+    said = []
+    auto = Trainer(profiled, tmp_path / "auto", progress=False, dataset=tiny_dataset, log=said.append)
+    two = Trainer(load_config([profile_path("cpu")], [*small, "train.processes=2"]), tmp_path / "two",
+                  progress=False, dataset=tiny_dataset, log=lambda *a: None)
+    try:
+        assert auto.processes == 2 and auto.training_step.splitter is not None
+        assert sum("train.processes auto" in line for line in said) == 1
+        for _ in range(3):
+            batch = auto.sampler.sample()
+            a, b = float(auto.train_step(batch)["loss"]), float(two.train_step(batch)["loss"])
+            assert abs(a - b) <= 1e-6 * max(1.0, a)
+    finally:
+        auto.training_step.close()
+        two.training_step.close()

@@ -52,7 +52,7 @@ from rl_minrnn.ranges import Number
 from .faults import TrainingStopped
 
 # ``train.processes``
-PROCESSES_OPTION = Number(1, 16, integer=True, why="processes that share each batch's rows (1: none)")
+PROCESSES_OPTION = Number(0, 16, integer=True, why="processes that share each batch's rows (1: none, 0: auto)")
 
 _POLL_SECONDS = 1.0  # how often a leader waiting for a helper checks that it is still alive
 

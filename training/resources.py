@@ -22,6 +22,19 @@ def configure_threads(requested: int) -> int:
     return threads
 
 
+def data_parallel_processes(train, device: torch.device) -> int:
+    """``train.processes`` with 0 (auto) resolved: 2 where splitting each batch between two processes applies
+    (a CPU run in the window regime, uncompiled, of at least 2 windows a batch, on a machine with 2 cores or more:
+    one run on both cores trains about 1.45x as fast there, BENCHMARKS.md), 1 elsewhere. Auto suits a run that has
+    the machine to itself; runs that share it (the suite's, side by side) set 1."""
+    if train.processes:
+        return train.processes
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    applies = (device.type == "cpu" and train.regime == "window" and not train.compile and train.batch_size >= 2
+               and cores >= 2)
+    return 2 if applies else 1
+
+
 def select_device(name: str, key: str = "train.device") -> torch.device:
     """``auto``: cuda when torch sees a GPU, else cpu. ``ConfigError`` (naming ``key``) for a name torch does
     not know, or for cuda where there is none."""

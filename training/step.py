@@ -26,14 +26,15 @@ class NonFiniteStep(ArithmeticError):
 class TrainingStep:
     """``step(batch, state) -> (stats, new_state)`` on a batch of tensors (the samplers' keys)."""
 
-    def __init__(self, agent, train, model=None, model_config=None):
+    def __init__(self, agent, train, model=None, model_config=None, processes: int | None = None):
         """``model``: what the forward calls (``torch.compile(agent)`` or the agent itself); ``train``: the
         ``train`` config (lr, its schedule, weight decay and its groups, ``grad_clip``, ``ema``, ``processes``).
         ``average``: the ``WeightAverage`` of the agent when ``train.ema`` > 0, else None. ``model_config``: the
         ``model`` config the agent was built from, which helper processes (``train.processes`` > 1) build theirs
-        from; ``close()`` stops them."""
+        from; ``close()`` stops them. ``processes``: how many share each batch, resolved by the caller
+        (``resources.data_parallel_processes``); default ``train.processes``, its auto (0) taken as 1."""
         self.agent, self.model = agent, model if model is not None else agent
-        processes = train.processes
+        processes = processes if processes is not None else max(1, train.processes)
         if processes > 1 and model_config is None:
             raise ValueError("train.processes > 1 needs the model config the agent was built from (model_config=)")
         self.splitter = BatchSplitter(agent, model_config, processes) if processes > 1 else None

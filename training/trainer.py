@@ -53,7 +53,7 @@ from .faults import (
 from .memory_estimate import check_run_memory
 from .run_folder import RunFolder
 from .run_lock import RunLock
-from .resources import configure_threads, load_training_dataset, select_device
+from .resources import configure_threads, data_parallel_processes, load_training_dataset, select_device
 from .run_logging import MetricsLogger, check_trackers
 from .data_parallel import HelperFailed
 from .step import NonFiniteStep, TrainingStep
@@ -101,8 +101,13 @@ class Trainer:
         self.sampler = self._make_sampler()
         if config.train.processes > 1 and self.device.type != "cpu":
             raise ConfigError(f"train.processes: more than one process is for the CPU, this run trains on {self.device}; "
-                              "set train.processes=1")
-        self.training_step = TrainingStep(self.agent, config.train, self.model, model_config=config.model)
+                              "set train.processes=1 (or 0: auto)")
+        self.processes = data_parallel_processes(config.train, self.device)
+        if config.train.processes == 0 and self.processes > 1:
+            self.log(f"train.processes auto: each batch split between {self.processes} processes (set "
+                     "train.processes=1 where other jobs share the cores)")
+        self.training_step = TrainingStep(self.agent, config.train, self.model, model_config=config.model,
+                                          processes=self.processes)
         self.optimizer, self.scheduler = self.training_step.optimizer, self.training_step.scheduler
         self.average = self.training_step.average
         self.step = 0
