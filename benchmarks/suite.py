@@ -328,24 +328,29 @@ def main(argv=None) -> int:
             print(f"error: --eval-every must be at least 1 (the suite scores each run by its evaluations), "
                   f"got {plan['eval_every']}", file=sys.stderr)
             return 2
+        targets = {}  # target returns per dataset: each evaluation runs its episodes for every one
         try:  # every run's config checked before anything runs
             for d, a, s in todo:
-                load_config(config_files(d, args.protocol)[0], run_overrides(d, a, s, plan))
+                config = load_config(config_files(d, args.protocol)[0], run_overrides(d, a, s, plan))
+                targets[d] = len(config.eval.target_returns)
         except ConfigError as exc:
             print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 2
         pending = [t for t in todo if not (args.resume_ok and (runs_dir / f"{run_name(*t)}.json").is_file())]
-        # planned total: ~25 steps/s for the cpu profile on one core, d3rlpy ~10 and one episode at a time
+        # planned total: ~25 steps/s for the cpu profile on one core, d3rlpy ~10; an episode ~0.3 s batched,
+        # d3rlpy's ~1.5 s one at a time (2 s on HalfCheetah's 1000 steps); the final evaluation runs the last and
+        # the best checkpoint
         evals = plan["steps"] // max(plan["eval_every"], 1) + 1
-        per_agent = {a: plan["steps"] / (10.0 if a in PEERS else 25.0)
-                     + (evals * plan["episodes"] + 2 * plan["final_episodes"]) * (1.5 if a in PEERS else 0.3)
-                     for a in args.agents}
+
+        def planned_s(d: str, a: str) -> float:
+            episodes = (evals * plan["episodes"] + 2 * plan["final_episodes"]) * targets[d]
+            return plan["steps"] / (10.0 if a in PEERS else 25.0) + episodes * (1.5 if a in PEERS else 0.3)
         log(f"{args.protocol} protocol: {len(available)} dataset(s) x {len(args.agents)} agent(s) x {len(seeds)} "
             f"seed(s) = {len(todo)} runs, {len(todo) - len(pending)} already done; {plan['steps']} steps, "
             f"evaluation every {plan['eval_every']} ({plan['episodes']} episodes per target), "
             f"{plan['threads'] or 'auto'} thread(s), device {plan['device']}.")
         if args.protocol == "cpu":
-            total = sum(per_agent[a] for _, a, _ in pending)
+            total = sum(planned_s(d, a) for d, a, _ in pending)
             log(f"Planned: about {total / 60:.0f} min in all (estimate for an idle core; every run prints its measured "
                 f"time){' on one worker' if args.ray or args.ray_address else ''}")
         if args.ray or args.ray_address:
