@@ -394,6 +394,9 @@ def main(argv=None) -> int:
               f"{plan['threads'] or 'auto'} torch thread(s).\n\n"
               f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
               f"date {machine['date']}.\n\nCommand: `{command}`\n")
+    run_commands = sorted({r["suite_command"] for r in runs if r.get("suite_command")} - {command})
+    if run_commands:  # tables rebuilt (--aggregate-only) or runs of earlier invocations: what ran them
+        header += "\nThe runs' suite command(s): " + "; ".join(f"`{c}`" for c in run_commands) + "\n"
     plots = []
     for d in args.datasets:
         png = plot_learning_curves(runs, d, args.agents, AGENT_NAMES, out / f"curves-{d.replace('/', '_')}.png")

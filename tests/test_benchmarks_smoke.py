@@ -41,6 +41,8 @@ def test_suite_tiny(tiny_dataset, tmp_path):
     mtime = runs[0].stat().st_mtime
     assert suite.main(argv + ["--resume-ok"]) == 0
     assert runs[0].stat().st_mtime == mtime
+    rebuilt = (out / "suite.md").read_text()  # the runs' own command beside the one that rebuilt the tables
+    assert "--resume-ok" in rebuilt and "The runs' suite command(s): `python -m benchmarks.suite --protocol cpu" in rebuilt
 
 
 def test_suite_defaults_to_the_nine_datasets_with_published_context():
