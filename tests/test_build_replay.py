@@ -132,6 +132,17 @@ def test_a_killed_build_resumes_to_the_same_dataset(tmp_path):
     assert meta("b")["replay_target_reached"] is False  # 1e9 is out of reach: the build ran to --max-steps
 
 
+def test_the_recorded_command_gives_the_same_settings(monkeypatch):
+    """A build records its command from its settings (ReplaySettings.command_args); that command line, run again,
+    builds with exactly those settings."""
+    settings = br.ReplaySettings(ENV, 1234.5, seed=3, eval_every=700, eval_episodes=2, max_steps=9000,
+                                 library="sb3", learning_starts=10_000, batch_size=128)
+    seen = []
+    monkeypatch.setattr(br, "build_replay", lambda s, dataset_id, **kw: seen.append((s, dataset_id)))
+    assert br.main(["--id", "local/hopper/replay-x-v0", *settings.command_args()]) == 0
+    assert seen == [(settings, "local/hopper/replay-x-v0")]
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     base = ["--target-return", "100", "--id", "local/hopper/replay-bad-v0", "--checkpoint-dir", str(tmp_path / "ck"),
             "--root", str(tmp_path / "store"), "--no-progress"]

@@ -84,11 +84,9 @@ class ReplaySettings:
         args = []
         for f in fields(self):
             value = getattr(self, f.name)
-            args += [FLAGS.get(f.name, "--" + f.name.replace("_", "-")), f"{value:g}" if isinstance(value, float) else str(value)]
+            flag = "--env" if f.name == "env_id" else "--" + f.name.replace("_", "-")
+            args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
         return args
-
-
-FLAGS = {"env_id": "--env"}  # the command-line flag of a ReplaySettings field whose flag is not its name
 
 
 def reset_seed(seed: int, stream: int, k: int) -> int:
