@@ -50,6 +50,9 @@ def test_peer_evaluations_are_scored_like_ours(make_offline_dataset):
     assert result.score() == pytest.approx(float(np.mean(normalized_score(np.array([1500.0, 1700.0]), -20.0, 3000.0))))
     summary = result.targets[0].summary()
     assert summary["agent_ms_p50"] == 2.0 and summary["length_mean"] == 125.0
+    raw[0]["active"] = [2, 2, 1]  # batched: both episodes stepped together, then the longer one alone
+    batched = d3rlpy_dt.to_evaluation(raw, ds, {"episodes": 2, "eval_seed": 0, "max_episode_steps": 1000, "eval_batch": 0})
+    assert batched.batch_size == 2 and list(batched.targets[0].active) == [2, 2, 1]
 
 
 @pytest.mark.slow
@@ -75,3 +78,22 @@ def test_d3rlpy_runs_in_its_own_environment(tiny_dataset, tmp_path):
     assert final["episodes"] == 2 and final["seed"] == 50 and final["last"]["step"] == 6
     assert final["best"]["step"] in (3, 6) and np.isfinite(final["last"]["score"])
     assert final["best"].get("same_as_last", False) == (final["best"]["step"] == 6)
+
+
+@pytest.mark.slow
+def test_batched_peer_evaluation_plays_as_d3rlpy_wrapper_does(tiny_dataset, tmp_path):
+    """The worker steps a target's episodes together (one forward pass of d3rlpy's model for all of them):
+    every batched step, replayed through a fresh ``StatefulTransformerWrapper`` alone, gives the same
+    action, and the episodes played one at a time end with the same returns."""
+    config = load_config(overrides=["model.kind=decision_transformer", "model.width=16", "model.depth=1",
+                                    "model.context=4", "train.batch_size=8", "train.steps=4", "eval.every=4",
+                                    "eval.episodes=3", "eval.max_episode_steps=30", "eval.target_returns=[300, 100]",
+                                    "train.threads=1", "train.device=cpu"])
+    try:
+        out = d3rlpy_dt.check_batched_evaluation(config, tiny_dataset, log=lambda *a: None, data_dir=tmp_path)
+    except d3rlpy_dt.PeerUnavailable as exc:
+        pytest.skip(f"no d3rlpy environment here: {exc}")
+    assert out["steps_replayed"] >= 2 * 3 * 4  # past the context (4), so both the padded and the cut windows
+    assert out["max_abs_action_difference"] == 0.0
+    assert out["batched_returns"] == out["one_at_a_time_returns"]
+    assert [len(r) for r in out["batched_returns"]] == [3, 3]

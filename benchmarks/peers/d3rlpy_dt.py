@@ -17,7 +17,9 @@ observation_scaler=StandardObservationScaler(), reward_scaler=MultiplyRewardScal
 optim_factory=GPTAdamWFactory(weight_decay, clip_grad_norm=grad_clip,
 lr_scheduler_factory=WarmupSchedulerFactory(warmup_steps)))``; everything else is d3rlpy's default
 (ReLU MLPs; interleaved R, s, a tokens, its only layout). Evaluation: ``as_stateful_wrapper(target)`` per
-target return, episode ``i`` reset with ``eval.seed + i``, the scores normalised with the dataset's
+episode, a target's episodes stepped together through one forward pass of d3rlpy's model
+(``d3rlpy_worker.play_batch``, checked against the wrapper alone by ``--check-batched``), episode ``i``
+reset with ``eval.seed + i``, the scores normalised with the dataset's
 reference returns exactly as for the project's agents (``envs.evaluation.rollout.EvaluationResult``).
 """
 
@@ -117,6 +119,7 @@ def worker_spec(config, dataset, data_path: Path) -> dict:
         "steps": t.steps, "eval_every": e.every, "episodes": e.episodes, "target_returns": list(e.target_returns),
         "eval_seed": e.seed, "max_episode_steps": e.max_episode_steps, "lr_schedule": t.lr_schedule,
         "lr_final": t.lr_final, "final_episodes": e.final_episodes if e.every else 0, "final_seed": e.final_seed,
+        "eval_batch": 0,  # a target's episodes stepped together, as evaluate_agent steps the project's agents
     }
 
 
@@ -145,30 +148,35 @@ def to_evaluation(targets: list[dict], dataset, spec: dict):
     refs = None
     if dataset.ref_min_score is not None and dataset.ref_max_score is not None:
         refs = ReferenceScores(dataset.ref_min_score, dataset.ref_max_score, "dataset")
-    result = EvaluationResult(dataset.env_id, "d3rlpy-stateful-wrapper", spec["episodes"], spec["eval_seed"], 1,
-                              spec["max_episode_steps"], refs)
+    batch = spec.get("eval_batch", 1) or spec["episodes"]
+    result = EvaluationResult(dataset.env_id, "d3rlpy-stateful-wrapper", spec["episodes"], spec["eval_seed"],
+                              min(batch, spec["episodes"]), spec["max_episode_steps"], refs)
     for t in targets:
         returns = np.asarray(t["returns"], dtype=np.float64)
         result.targets.append(TargetResult(
             target_return=t["target_return"], returns=returns, lengths=np.asarray(t["lengths"], dtype=np.int64),
             normalized_scores=refs.normalize(returns) if refs else None, agent_ms=np.asarray(t["agent_ms"]),
-            env_ms=np.asarray(t["env_ms"]), active=np.ones(len(t["agent_ms"])), wall_s=t["wall_s"]))
+            env_ms=np.asarray(t["env_ms"]), active=np.asarray(t.get("active", np.ones(len(t["agent_ms"])))),
+            wall_s=t["wall_s"]))
     return result
 
 
-def train_and_evaluate(config, dataset, log=print, venv: Path = DEFAULT_VENV, data_dir: Path | None = None) -> dict:
-    """Run d3rlpy's DT for ``config`` on ``dataset`` -> the outcome the suite records for one run: ``evals``
-    (step, train_s, eval_s, score, targets summaries), ``steps``, ``parameters``, seconds, ``peer`` versions."""
+def prepare(config, dataset, log, venv: Path, data_dir: Path | None) -> tuple[Path, dict]:
+    """The peer venv's python (created if missing) and the worker spec, the dataset exported for it."""
     python = ensure_venv(venv, log)
     data_dir = Path(data_dir or Path(tempfile.gettempdir()) / "rl_minrnn_peer_data")
     data_path = export_dataset(dataset, data_dir / f"{dataset.dataset_id.replace('/', '_')}.npz")
-    spec = worker_spec(config, dataset, data_path)
+    return python, worker_spec(config, dataset, data_path)
+
+
+def run_worker(python: Path, spec: dict, log=print, extra_args: tuple[str, ...] = ()) -> dict:
+    """``d3rlpy_worker.py`` on ``spec`` in the peer venv -> its OUT json; its evaluation lines are logged."""
     with tempfile.TemporaryDirectory(prefix="d3rlpy_run_") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
         env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), **OPENMP_ENV}
-        process = subprocess.Popen([str(python), str(WORKER), str(spec_path), str(out_path)], cwd=tmp, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen([str(python), str(WORKER), str(spec_path), str(out_path), *extra_args], cwd=tmp,
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines = []
         for line in process.stdout:
             lines.append(line.rstrip())
@@ -176,7 +184,25 @@ def train_and_evaluate(config, dataset, log=print, venv: Path = DEFAULT_VENV, da
                 log(f"  d3rlpy {line.rstrip()}")
         if process.wait() != 0 or not out_path.is_file():
             raise RuntimeError("the d3rlpy worker failed:\n" + "\n".join(lines[-15:]))
-        raw = json.loads(out_path.read_text())
+        return json.loads(out_path.read_text())
+
+
+def check_batched_evaluation(config, dataset, log=print, venv: Path = DEFAULT_VENV, data_dir: Path | None = None) -> dict:
+    """Train as ``train_and_evaluate`` does, then compare the worker's batched evaluation with d3rlpy's
+    one-episode-at-a-time wrapper (``d3rlpy_worker.check``): the largest action difference over every
+    batched step replayed through a fresh wrapper, and the returns and seconds of both ways."""
+    python, spec = prepare(config, dataset, log, venv, data_dir)
+    spec["final_episodes"] = 0
+    out = run_worker(python, spec, log, ("--check-batched",))
+    return {**out, "dataset": dataset.dataset_id, "steps": spec["steps"], "episodes": spec["episodes"],
+            "target_returns": spec["target_returns"], "spec": {k: v for k, v in spec.items() if k != "data"}}
+
+
+def train_and_evaluate(config, dataset, log=print, venv: Path = DEFAULT_VENV, data_dir: Path | None = None) -> dict:
+    """Run d3rlpy's DT for ``config`` on ``dataset`` -> the outcome the suite records for one run: ``evals``
+    (step, train_s, eval_s, score, targets summaries), ``steps``, ``parameters``, seconds, ``peer`` versions."""
+    python, spec = prepare(config, dataset, log, venv, data_dir)
+    raw = run_worker(python, spec, log)
     evals = []
     for e in raw["evals"]:
         result = to_evaluation(e["targets"], dataset, spec)
@@ -188,3 +214,4 @@ def train_and_evaluate(config, dataset, log=print, venv: Path = DEFAULT_VENV, da
             "train_s": raw["train_s"], "eval_s": raw["eval_s"], "wall_s": raw["wall_s"],
             "peer": {"library": "d3rlpy", "version": raw["d3rlpy"], "gymnasium": raw["gymnasium"],
                      "torch": raw["torch"], "spec": {k: v for k, v in spec.items() if k != "data"}}}
+
