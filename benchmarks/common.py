@@ -38,6 +38,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from rl_minrnn.threads import usable_cores
+
 MB = 1024.0 * 1024.0
 
 
@@ -241,7 +243,7 @@ def machine_info(device: torch.device | str | None = None) -> dict:
         "cpu_model": cpu_model(),
         "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "usable_cores": usable_cores(),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

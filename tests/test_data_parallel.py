@@ -116,7 +116,7 @@ def test_settings_that_cannot_split_are_refused(overrides, match):
 def test_auto_processes_split_only_where_splitting_applies(overrides, device, cores, expected, monkeypatch):
     from rl_minrnn.training import resources
 
-    monkeypatch.setattr(resources.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(resources, "usable_cores", lambda: cores)
     train = config("train.processes=0", *overrides).train
     assert resources.data_parallel_processes(train, torch.device(device)) == expected
 
@@ -129,7 +129,7 @@ def test_the_cpu_profile_trains_one_run_on_both_cores(tiny_dataset, tmp_path, mo
     from rl_minrnn.training import resources
     from rl_minrnn.training.options import load_config
 
-    monkeypatch.setattr(resources.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(resources, "usable_cores", lambda: 2)
     small = ["model.width=16", "model.depth=1", "model.context=4", "model.dropout=0.0", "train.batch_size=4", "train.steps=3",
              "eval.every=0", "train.device=cpu", "train.loggers=[]"]
     profiled = load_config([profile_path("cpu")], small)
@@ -148,3 +148,13 @@ def test_the_cpu_profile_trains_one_run_on_both_cores(tiny_dataset, tmp_path, mo
     finally:
         auto.training_step.close()
         two.training_step.close()
+
+
+def test_default_threads_are_half_the_usable_cores(monkeypatch):
+    """The affinity mask counts, not the machine's cores: a run limited to 2 of 64 cores takes 1 thread."""
+    from rl_minrnn import threads
+
+    for mask, expected in [({0, 1}, 1), (set(range(4)), 2), (set(range(64)), 4), ({3}, 1)]:
+        monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid, mask=mask: mask, raising=False)
+        monkeypatch.setattr(threads.os, "cpu_count", lambda: 64)
+        assert threads.usable_cores() == len(mask) and threads.default_threads() == expected

@@ -3,21 +3,18 @@ shipped sample as the offline fallback the default job allows)."""
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
 from rl_minrnn.envs.offline import SAMPLE_DATASET_ID, DatasetNotFoundError, load_dataset
+from rl_minrnn.threads import default_threads, usable_cores
 
 DEVICES = ("auto", "cpu", "cuda")  # ``train.device``: what select_device accepts
 
 
 def configure_threads(requested: int) -> int:
-    """Half the cores (at least 1, at most 4) unless told otherwise: torch's threads wait for each other at
-    every operation, so one that shares its core with the evaluation envs or another job stalls all of them
-    (oversubscription), and these small models have too little work per operation to use many."""
-    threads = requested or max(1, min(4, (os.cpu_count() or 1) // 2))
+    """``requested`` torch threads, or ``rl_minrnn.threads.default_threads`` (half the usable cores) for 0."""
+    threads = requested or default_threads()
     torch.set_num_threads(threads)
     return threads
 
@@ -29,9 +26,8 @@ def data_parallel_processes(train, device: torch.device) -> int:
     the machine to itself; runs that share it (the suite's, side by side) set 1."""
     if train.processes:
         return train.processes
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     applies = (device.type == "cpu" and train.regime == "window" and not train.compile and train.batch_size >= 2
-               and cores >= 2)
+               and usable_cores() >= 2)
     return 2 if applies else 1
 
 

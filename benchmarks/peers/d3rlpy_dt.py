@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rl_minrnn.threads import OPENMP_ENV
+from rl_minrnn.threads import OPENMP_ENV, default_threads
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().parent / "d3rlpy_worker.py"
@@ -112,7 +112,7 @@ def worker_spec(config, dataset, data_path: Path) -> dict:
         device = "cuda:0"
     return {
         "data": str(data_path), "env_id": dataset.env_id, "seed": config.seed,
-        "threads": t.threads or max(1, min(4, (os.cpu_count() or 1) // 2)), "device": device,
+        "threads": t.threads or default_threads(), "device": device,
         "width": m.width, "depth": m.depth, "heads": m.heads, "context": m.context, "dropout": m.dropout,
         "max_timestep": m.max_timestep, "batch_size": t.batch_size, "lr": t.lr, "weight_decay": t.weight_decay,
         "grad_clip": t.grad_clip, "warmup_steps": t.warmup_steps, "return_scale": config.dataset.return_scale,
