@@ -44,6 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rl_minrnn.agents.embeddings import TOKENS_PER_STEP
 from rl_minrnn.agents.factory import AGENTS as AGENT_KINDS, build_agent
+from rl_minrnn.cells import CELL_SCANS
 from rl_minrnn.configs.schema import ModelConfig, TrainConfig
 from rl_minrnn.training.step import TrainingStep
 from benchmarks.common import write_results, fmt, machine_info, markdown_table, resolve_device, time_interleaved
@@ -117,6 +118,9 @@ def main(argv=None) -> int:
     parser.add_argument("--agents", nargs="+", choices=sorted(AGENTS), default=["mingru", "minlstm", "dt"])
     parser.add_argument("--tokens", nargs="+", choices=sorted(TOKENS_PER_STEP), default=["interleaved", "fused"])
     parser.add_argument("--contexts", type=int, nargs="+", default=[20, 200, 1000])
+    parser.add_argument("--scans", nargs="+", choices=CELL_SCANS, default=["fused"],
+                        help="the recurrent agents' cell scans to time (rl_minrnn.cells.CELL_SCANS; default: the cells' "
+                             "default, the fused kernel); e.g. --scans fused chunked times both in the same rounds")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--max-timesteps", type=int, default=2560, help="batch = min(--batch, this // K)")
     parser.add_argument("--width", type=int, default=ModelConfig.width, help="default: the config's")
@@ -143,10 +147,10 @@ def main(argv=None) -> int:
         batch = random_batch(batch_size, k, device)
         fns, info = {}, {}
         for tokens in args.tokens:
-            for name in args.agents:
-                key = f"{name}/{tokens}"
+            for name, scan in [(n, sc) for n in args.agents for sc in (args.scans if n != "dt" else [None])]:
+                key = f"{name}/{tokens}" + (f"/{scan}" if scan and len(args.scans) > 1 else "")
                 cfg = model_config(name, tokens, k, args.width, args.depth)
-                rec = {"agent": name, "tokens": tokens, "context": k, "batch": batch_size,
+                rec = {"agent": name, "scan": scan, "tokens": tokens, "context": k, "batch": batch_size,
                        "tokens_per_sequence": k * TOKENS_PER_STEP[tokens], "estimated_gb": estimate_gb(cfg, batch_size, k)}
                 if device.type == "cpu" and rec["estimated_gb"] > args.max_gb:
                     rec["skipped"] = f"estimated {rec['estimated_gb']:.1f} GB > --max-gb {args.max_gb}"
@@ -155,6 +159,8 @@ def main(argv=None) -> int:
                     continue
                 torch.manual_seed(0)
                 agent = build_agent(cfg, OBS_DIM, ACT_DIM).to(device)
+                if scan is not None:
+                    agent.stack.set_scan(scan)
                 rec["parameters"] = sum(p.numel() for p in agent.parameters())
                 rec.update(count_flops(agent, batch, cfg))
                 fns[key] = make_step(agent, batch)
@@ -170,17 +176,20 @@ def main(argv=None) -> int:
                        gflops_per_s=rec["flops_per_step"] / t["median_s"] / 1e9)
             rec["fraction_of_matmul"] = rec["gflops_per_s"] / mm["gflops"]
             records.append(rec)
+    def label(rec: dict) -> str:
+        return NAMES[rec["agent"]] + (f" ({rec['scan']} scan)" if rec.get("scan") and len(args.scans) > 1 else "")
+
     for rec in records:
         dt = next((r for r in records if r["agent"] == "dt" and r["tokens"] == rec["tokens"]
                    and r["context"] == rec["context"] and "median_s" in r), None)
         if "median_s" in rec and dt is not None:
             rec["speedup_vs_dt"] = dt["median_s"] / rec["median_s"]
         if "skipped" in rec:
-            rows.append([NAMES[rec["agent"]], rec["tokens"], rec["context"], rec["batch"], "skipped: " + rec["skipped"],
+            rows.append([label(rec), rec["tokens"], rec["context"], rec["batch"], "skipped: " + rec["skipped"],
                          "", "", "", "", ""])
             continue
         note = " (1 run)" if rec["warmup_only"] else (f" (n={rec['n']})" if rec["budget_limited"] else "")
-        rows.append([NAMES[rec["agent"]], rec["tokens"], rec["context"], rec["batch"],
+        rows.append([label(rec), rec["tokens"], rec["context"], rec["batch"],
                      fmt(rec["median_s"] * 1e3, 1) + note, fmt(rec["timesteps_per_s"], 0),
                      fmt(rec["flops_per_step"] / 1e9, 2), fmt(rec["gflops_per_s"], 1),
                      fmt(100 * rec["fraction_of_matmul"], 0, "%"), fmt(rec.get("speedup_vs_dt"), 2, "x")])

@@ -85,7 +85,7 @@ class MinRNNBlock(nn.Module):
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
         conv: int = 0,
-        scan: str = "chunked",
+        scan: str = "fused",
         chunk_size: int | None = None,
     ):
         super().__init__()
@@ -190,7 +190,7 @@ class MinRNNStack(nn.Module):
         return self.norm(hidden), states
 
     def set_scan(self, scan: str) -> None:
-        """Every cell's parallel scan (``rl_minrnn.scan.SCAN_MODES``); ``sequential`` traces as plain operators."""
+        """Every cell's parallel scan (``rl_minrnn.cells.CELL_SCANS``); ``sequential`` traces as plain operators."""
         for block in self.blocks:
             block.cell.scan = scan
 

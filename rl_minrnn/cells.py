@@ -22,7 +22,10 @@ which this CPU build runs an order of magnitude slower than float arithmetic. Th
 same to the bit.
 
 Parallel mode (``cell(x, h)``) and step mode (``cell.step(x_t, h)``) compute the same numbers; the
-parallel mode's scan is chosen by ``scan=`` (see :mod:`rl_minrnn.scan`). Reduced-precision inputs
+parallel mode's scan is chosen by ``scan=`` (``CELL_SCANS``): ``fused``, the default, computes the
+coefficients and the step recurrence in one C++ kernel on the CPU (:mod:`rl_minrnn.fused`; the same
+values as ``chunked`` at chunk 1) and is ``chunked`` wherever that kernel does not run; the others are
+:mod:`rl_minrnn.scan`'s. Reduced-precision inputs
 (bfloat16, float16) are projected in their dtype and scanned in float32.
 """
 
@@ -33,7 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ranges import Number, OptionError
+from . import fused
 from .scan import SCAN_MODES, chunked_scan, log_space_scan, sequential_scan
+
+# How a cell's parallel mode runs the recurrence: the fused kernel (CPU, float32; else ``chunked``) or one
+# of the scans.
+CELL_SCANS = ("fused", *SCAN_MODES)
 
 # The cells' own options (``model.expansion``), checked by the config before a cell is built.
 CELL_OPTIONS = {"expansion": Number(0, 64, low_open=True, why="the hidden width is int(width * expansion)")}
@@ -136,10 +144,12 @@ class _MinRNNCell(nn.Module):
 
     num_projections: int  # how many hidden-width pre-activations the cell needs
 
-    def __init__(self, dim: int, expansion: float = 1.0, scan: str = "chunked", chunk_size: int | None = None):
+    name: str  # the cell's name in ``CELLS`` and in the fused kernel
+
+    def __init__(self, dim: int, expansion: float = 1.0, scan: str = "fused", chunk_size: int | None = None):
         super().__init__()
-        if scan not in SCAN_MODES:
-            raise ValueError(f"scan must be one of {SCAN_MODES}, got {scan!r}")
+        if scan not in CELL_SCANS:
+            raise ValueError(f"scan must be one of {CELL_SCANS}, got {scan!r}")
         hidden = hidden_width(dim, expansion)
         self.dim, self.hidden_dim = dim, hidden
         self.scan, self.chunk_size = scan, chunk_size
@@ -173,12 +183,14 @@ class _MinRNNCell(nn.Module):
             raise ValueError(f"{type(self).__name__} expects (batch, time, dim) inputs, got {tuple(x.shape)}")
         k = self._preactivations(x)
         h0 = None if h is None else h.to(k.dtype)
-        if self.scan == "log":
+        if self.scan == "fused" and fused.applies(k):
+            states = fused.fused_states(self.name, k, h0)
+        elif self.scan == "log":
             log_a, log_b = self.log_coefficients(k)
             states = log_space_scan(log_a, log_b, h0)
         else:
             a, b = self.coefficients(k)
-            states = chunked_scan(a, b, h0, self.chunk_size) if self.scan == "chunked" else sequential_scan(a, b, h0)
+            states = sequential_scan(a, b, h0) if self.scan == "sequential" else chunked_scan(a, b, h0, self.chunk_size)
         return self.to_out(states.to(x.dtype)), states[:, -1]
 
     def step(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,7 +226,7 @@ class MinGRU(_MinRNNCell):
     of ``nn.GRU(dim, dim)``'s ``6 * (dim^2 + dim)``.
     """
 
-    num_projections = 2
+    name, num_projections = "mingru", 2
 
     def coefficients(self, k):
         if _needs_grad(k):
@@ -235,7 +247,7 @@ class MinLSTM(_MinRNNCell):
     ``nn.LSTM(dim, dim)``'s ``8 * (dim^2 + dim)``.
     """
 
-    num_projections = 3
+    name, num_projections = "minlstm", 3
 
     @staticmethod
     def _log_ratio(k_f, k_i):

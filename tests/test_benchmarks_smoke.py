@@ -140,6 +140,21 @@ def test_train_speed_tiny(tmp_path):
 
 
 @pytest.mark.slow
+def test_train_speed_times_both_cell_scans_in_one_run(tmp_path):
+    """``--scans fused chunked``: each recurrent agent once per scan (DT once), labelled, in the same rounds."""
+    from benchmarks import train_speed
+
+    out = tmp_path / "train_speed"
+    assert train_speed.main(["--contexts", "4", "--width", "8", "--depth", "1", "--repeats", "1", "--warmup", "1",
+                             "--matmul-size", "64", "--threads", "1", "--tokens", "fused", "--scans", "fused", "chunked",
+                             "--out", str(out)]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert sorted((r["agent"], r["scan"]) for r in data["results"]) == [
+        ("dt", None), ("mingru", "chunked"), ("mingru", "fused"), ("minlstm", "chunked"), ("minlstm", "fused")]
+    assert "Decision-minGRU (chunked scan)" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.slow
 def test_train_speed_versions_runs_a_revision_beside_the_working_tree(tmp_path):
     """Both versions' trainers run in their own processes (HEAD from ``git archive``, the working tree as
     it is) and every variant gets a rate and a ratio to the baseline."""

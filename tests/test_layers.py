@@ -40,7 +40,7 @@ def benchmark_modules() -> dict[str, Path]:
 
 
 def layer_of(module: str) -> int:
-    name = "rl_minrnn.core" if module.split(".")[1:2] in ([], ["scan"], ["cells"], ["blocks"], ["dropout"], ["ranges"], ["files"], ["threads"]) else module
+    name = "rl_minrnn.core" if module.split(".")[1:2] in ([], ["scan"], ["fused"], ["cells"], ["blocks"], ["dropout"], ["ranges"], ["files"], ["threads"]) else module
     return max(i for i, layer in enumerate(LAYERS) if name == layer or name.startswith(layer + "."))
 
 
