@@ -139,3 +139,29 @@ def test_disabled_by_the_environment(monkeypatch):
 def test_other_dtypes_and_devices_use_the_pytorch_path():
     assert not fused.applies(torch.zeros(1, 1, 2, dtype=torch.float64))
     assert not fused.applies(torch.zeros(1, 1, 2, dtype=torch.bfloat16))
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_training_steps_are_bit_identical_to_the_pytorch_path(cell):
+    """Whole training steps of a Decision-RNN (dropout, AdamW, weight average): the fused kernel's weights
+    equal the PyTorch path's after every step, at a size where that path scans in one pass (batch x width
+    >= 4096) and the width is a multiple of 32."""
+    from rl_minrnn.agents import build_agent
+    from rl_minrnn.configs.schema import ModelConfig, TrainConfig
+    from rl_minrnn.training.step import TrainingStep
+
+    gen = torch.Generator().manual_seed(0)
+    batch = {"states": torch.randn(128, 6, 11, generator=gen), "actions": torch.rand(128, 6, 3, generator=gen) * 2 - 1,
+             "returns_to_go": torch.rand(128, 6, generator=gen), "timesteps": torch.randint(0, 100, (128, 6), generator=gen),
+             "mask": torch.ones(128, 6)}
+    weights = []
+    for scan in ("fused", "chunked"):
+        torch.manual_seed(0)
+        agent = build_agent(ModelConfig(cell=cell, width=32, depth=2, context=6, tokens="fused", dropout=0.1), 11, 3)
+        agent.stack.set_scan(scan)
+        step = TrainingStep(agent, TrainConfig(lr=1e-3, warmup_steps=2))
+        for _ in range(4):
+            step(batch)
+        weights.append([t.clone() for t in [*agent.state_dict().values(), *step.average.module.state_dict().values()]])
+    assert all(torch.equal(a, b) for a, b in zip(*weights, strict=True))
