@@ -51,6 +51,17 @@ inline float sminimum(float a, float b) { return (std::isnan(a) || std::isnan(b)
 inline float slogsigmoid(float x) { return sminimum(x, 0.f) - std::log1p(std::exp(-std::abs(x))); }
 inline float sg_derivative(float k_h, float s) { return smaximum(k_h >= 0.f ? 1.f : 0.f, s * (1.f - s)); }
 
+// The slots both cells save: a, m (the factor of the candidate in b), the candidate, g'(k_h).
+inline void vstore_common(float* slots, int64_t H, int64_t j, V a, V m, V candidate, V k_h, V s) {
+  _mm256_storeu_ps(slots + j, a);
+  _mm256_storeu_ps(slots + H + j, m);
+  _mm256_storeu_ps(slots + 2 * H + j, candidate);
+  _mm256_storeu_ps(slots + 3 * H + j, vg_derivative(k_h, s));
+}
+inline void sstore_common(float* slots, int64_t H, int64_t j, float a, float m, float candidate, float k_h, float s) {
+  slots[j] = a; slots[H + j] = m; slots[2 * H + j] = candidate; slots[3 * H + j] = sg_derivative(k_h, s);
+}
+
 // What the backward pass needs, per element, in slots of H numbers per (b, t) row:
 // minGRU a, z, candidate, g'; minLSTM a, i', candidate, g', sigmoid(-k_i), sigmoid(-k_f).
 // The recurrence's b is m * candidate with m = z (minGRU) or i' (minLSTM).
@@ -63,12 +74,7 @@ struct MinGRU {
     a = vsigmoid(vneg(k_z));
     V candidate = vmaximum(_mm256_add_ps(k_h, _mm256_set1_ps(0.5f)), s);
     b = _mm256_mul_ps(z, candidate);
-    if (slots) {
-      _mm256_storeu_ps(slots + j, a);
-      _mm256_storeu_ps(slots + H + j, z);
-      _mm256_storeu_ps(slots + 2 * H + j, candidate);
-      _mm256_storeu_ps(slots + 3 * H + j, vg_derivative(k_h, s));
-    }
+    if (slots) vstore_common(slots, H, j, a, z, candidate, k_h, s);
   }
   static void scoefficients(const float* k, int64_t H, int64_t j, float& a, float& b, float* slots) {
     float k_z = k[j], k_h = k[H + j];
@@ -76,7 +82,7 @@ struct MinGRU {
     a = ssigmoid(-k_z);
     float candidate = smaximum(k_h + 0.5f, s);
     b = z * candidate;
-    if (slots) { slots[j] = a; slots[H + j] = z; slots[2 * H + j] = candidate; slots[3 * H + j] = sg_derivative(k_h, s); }
+    if (slots) sstore_common(slots, H, j, a, z, candidate, k_h, s);
   }
   // dL/d(the gate's pre-activation) -> the row's gradient [dk_z | dk_h]
   static void vgate_grads(V grad_d, V grad_h, const float*, int64_t H, int64_t j, float* grad_k) {
@@ -99,10 +105,7 @@ struct MinLSTM {
     V candidate = vmaximum(_mm256_add_ps(k_h, _mm256_set1_ps(0.5f)), s);
     b = _mm256_mul_ps(i, candidate);
     if (slots) {
-      _mm256_storeu_ps(slots + j, a);
-      _mm256_storeu_ps(slots + H + j, i);
-      _mm256_storeu_ps(slots + 2 * H + j, candidate);
-      _mm256_storeu_ps(slots + 3 * H + j, vg_derivative(k_h, s));
+      vstore_common(slots, H, j, a, i, candidate, k_h, s);
       _mm256_storeu_ps(slots + 4 * H + j, vsigmoid(vneg(k_i)));
       _mm256_storeu_ps(slots + 5 * H + j, vsigmoid(vneg(k_f)));
     }
@@ -115,7 +118,7 @@ struct MinLSTM {
     float candidate = smaximum(k_h + 0.5f, s);
     b = i * candidate;
     if (slots) {
-      slots[j] = a; slots[H + j] = i; slots[2 * H + j] = candidate; slots[3 * H + j] = sg_derivative(k_h, s);
+      sstore_common(slots, H, j, a, i, candidate, k_h, s);
       slots[4 * H + j] = ssigmoid(-k_i); slots[5 * H + j] = ssigmoid(-k_f);
     }
   }
