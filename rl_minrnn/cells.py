@@ -24,7 +24,8 @@ same to the bit.
 Parallel mode (``cell(x, h)``) and step mode (``cell.step(x_t, h)``) compute the same numbers; the
 parallel mode's scan is chosen by ``scan=`` (``CELL_SCANS``): ``fused``, the default, computes the
 coefficients and the step recurrence in one C++ kernel on the CPU (:mod:`rl_minrnn.fused`; the same
-values as ``chunked`` at chunk 1) and is ``chunked`` wherever that kernel does not run; the others are
+values as ``chunked`` at chunk 1, to the bit at widths that are multiples of 32) and is ``chunked`` wherever
+that kernel does not run; the others are
 :mod:`rl_minrnn.scan`'s. Reduced-precision inputs
 (bfloat16, float16) are projected in their dtype and scanned in float32.
 """

@@ -14,7 +14,7 @@ It is built with PyTorch's C++ extension loader on first use (about 30 s, once p
 version: ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) and needs a C++ compiler, ninja
 and an x86-64 CPU with AVX2 and FMA. Where any of these is missing, or with ``RL_MINRNN_FUSED=0``, the
 cells use the PyTorch path (``available()`` says why, and a warning says it once); the kernel only runs
-for float32 CPU tensors that need gradients outside ``torch.compile`` (``applies``).
+for float32 CPU tensors outside ``torch.compile`` (``applies``), with or without gradients.
 """
 
 from __future__ import annotations
@@ -53,19 +53,28 @@ def _load():
     try:
         from torch.utils import cpp_extension
 
-        build_dir = Path(cpp_extension._get_build_directory(EXTENSION_NAME, verbose=False))
-        if not any(build_dir.glob(f"{EXTENSION_NAME}*.so")):
-            print(f"rl_minrnn: compiling the fused minGRU/minLSTM CPU kernel into {build_dir} "
-                  "(once per machine, about 30 s)", file=sys.stderr, flush=True)
+        _say_if_compiling(cpp_extension)
         _extension = cpp_extension.load(EXTENSION_NAME, [str(SOURCE)], extra_cflags=FLAGS, verbose=False)
     except Exception as error:  # no compiler, no ninja, a failed build: the PyTorch path still works
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         reason = "; ".join([line for line in lines if "error" in line.lower()][:3] or lines[-1:])[:400]
         _unavailable = f"it could not be built ({type(error).__name__}: {reason})"
         warnings.warn(f"rl_minrnn: the fused cell kernel is not used, {_unavailable}; the cells run their "
-                      f"PyTorch path (same results, slower on CPU). Set {DISABLE_ENV}=0 to skip the attempt.",
-                      RuntimeWarning, stacklevel=3)
+                      f"PyTorch path (the same values to float rounding, slower on CPU). Set {DISABLE_ENV}=0 to "
+                      "skip the attempt.", RuntimeWarning, stacklevel=3)
     return _extension
+
+
+def _say_if_compiling(cpp_extension) -> None:
+    """One line before a first build (the loader itself is silent for its ~30 s). It reads the loader's
+    build folder through a private helper, so if that helper changes the line is skipped, not the kernel."""
+    try:
+        build_dir = Path(cpp_extension._get_build_directory(EXTENSION_NAME, verbose=False))
+    except Exception:  # noqa: BLE001 - only the message depends on it
+        return
+    if not any(build_dir.glob(f"{EXTENSION_NAME}*.so")):
+        print(f"rl_minrnn: compiling the fused minGRU/minLSTM CPU kernel into {build_dir} "
+              "(once per machine, about 30 s)", file=sys.stderr, flush=True)
 
 
 def available() -> tuple[bool, str]:
