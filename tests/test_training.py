@@ -1,5 +1,6 @@
 """Training: the loss goes down, a tiny dataset is memorised, resume is exact, errors are clear."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -303,6 +304,34 @@ def test_the_weight_average_is_the_ramped_ema_of_the_weights_brute_force():
     assert torch.allclose(got, expected, atol=1e-5)
     assert not torch.allclose(got, history[-1], atol=1e-2)  # it is an average, not the last weights
     assert not any(p.requires_grad for p in average.module.parameters())
+
+
+def test_the_weight_average_is_averagedmodels_update_to_the_bit():
+    """The cached tensor lists give ``AveragedModel.update_parameters``'s average exactly, buffers included,
+    through training steps that move the weights in place."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from rl_minrnn.agents.factory import build_agent
+    from rl_minrnn.configs.schema import ModelConfig
+    from rl_minrnn.training.averaging import WeightAverage, ramped_ema
+
+    torch.manual_seed(0)
+    agent = build_agent(dataclasses.asdict(ModelConfig(width=32, depth=2, context=5)), 4, 2)
+    average = WeightAverage(agent, 0.99)
+    reference = AveragedModel(agent, multi_avg_fn=ramped_ema(0.99), use_buffers=True)
+    optimizer = torch.optim.AdamW(agent.parameters(), lr=1e-2)
+    for _ in range(25):
+        preds, _ = agent(torch.randn(3, 5, 4), torch.randn(3, 5, 2), torch.randn(3, 5), torch.randint(0, 9, (3, 5)))
+        optimizer.zero_grad()
+        preds.square().mean().backward()
+        optimizer.step()
+        average.update()
+        reference.update_parameters(agent)
+    got, want = average.module.state_dict(), reference.module.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    assert int(average.averaged.n_averaged) == int(reference.n_averaged) == 25
+    raw = agent.state_dict()
+    assert any(not torch.equal(got[k], raw[k]) for k in got)  # an average, not a copy of the weights
 
 
 def test_resume_is_exact_with_the_weight_average_and_a_decaying_lr(tiny_dataset, tmp_path):

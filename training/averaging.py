@@ -41,20 +41,49 @@ def ramped_ema(decay: float):
 
 
 class WeightAverage:
-    """``update()`` after every optimiser step; ``module`` is the averaged agent (eval mode)."""
+    """``update()`` after every optimiser step; ``module`` is the averaged agent (eval mode).
+
+    ``update`` is ``AveragedModel.update_parameters`` with the tensor lists built once: that method walks
+    both modules' parameters and buffers and regroups them by device and dtype at every call, which was
+    0.3 ms of the cpu profile's ~23 ms step, against 0.04 ms for the ``_foreach_lerp_`` itself. The same
+    operations on the same tensors, so the same average to the bit (``tests/test_training.py``). The lists
+    hold the parameter and buffer objects, which the optimiser, ``load_state_dict`` and ``share_memory_``
+    update in place; a module whose tensors are replaced by new objects (``agent.to(...)`` after this was
+    built) needs a new ``WeightAverage``."""
 
     def __init__(self, agent: nn.Module, decay: float):
         self.agent, self.decay = agent, float(decay)
         self.averaged = AveragedModel(agent, multi_avg_fn=ramped_ema(self.decay), use_buffers=True)
         self.module.eval()
         self.module.requires_grad_(False)
+        self._groups: list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None
 
     @property
     def module(self) -> nn.Module:
         return self.averaged.module
 
+    def _tensor_groups(self) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+        """(averaged, current) tensor lists, one pair per (device, dtype), as ``AveragedModel`` groups them."""
+        averaged = [*self.module.parameters(), *self.module.buffers()]
+        current = [*self.agent.parameters(), *self.agent.buffers()]
+        if len(averaged) != len(current):
+            raise RuntimeError("the averaged agent and the agent no longer have the same parameters and buffers")
+        groups: dict = {}
+        for a, c in zip(averaged, current):
+            pair = groups.setdefault((a.device, a.dtype), ([], []))
+            pair[0].append(a)
+            pair[1].append(c)
+        return list(groups.values())
+
+    @torch.no_grad()
     def update(self) -> None:
-        self.averaged.update_parameters(self.agent)
+        if self._groups is None or int(self.averaged.n_averaged) == 0:
+            self.averaged.update_parameters(self.agent)  # the first update copies the weights
+            self._groups = self._tensor_groups()
+            return
+        for averaged, current in self._groups:
+            self.averaged.multi_avg_fn(averaged, current, self.averaged.n_averaged)
+        self.averaged.n_averaged += 1
 
     def state_dict(self) -> dict:
         return {"num_averaged": int(self.averaged.n_averaged), "decay": self.decay}

@@ -28,6 +28,7 @@ from rl_minrnn.ranges import Number, OneOf
 DECAYED_MODULES = (nn.Linear, nn.Conv1d)
 WEIGHT_DECAY_ON = ("matrices", "all")
 LR_SCHEDULES = ("constant", "cosine", "linear")
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch's fused AdamW runs (``build_optimizer``)
 # the allowed values of the ``train`` keys this module reads (``training.options`` gathers them)
 OPTIMIZER_OPTIONS = {
     "lr": Number(0, 1e6, low_open=True),
@@ -57,11 +58,17 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_on: str = "mat
 def build_optimizer(model: nn.Module, train) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over ``parameter_groups`` and a linear warm-up to ``train.lr`` over ``train.warmup_steps``.
 
-    ``foreach``: each of AdamW's operations runs over all parameters in one call instead of one call per
-    parameter (torch's default on CPU), the same arithmetic, so the same weights to the bit
-    (``tests/test_agents.py``). The fused kernel, fewer calls still, rounds some elements differently (1 ulp)."""
-    optimizer = torch.optim.AdamW(parameter_groups(model, train.weight_decay, train.weight_decay_on), lr=train.lr,
-                                  foreach=True)
+    ``fused``: torch's fused AdamW kernel, one pass over each parameter for the whole update, where the
+    parameters' device has one (CPU and CUDA); elsewhere ``foreach`` (each operation over all parameters
+    in one call). At the cpu profile the fused update is about 0.25 ms against foreach's 0.8 (BENCHMARKS.md,
+    "The training step against 440c381"); it rounds some elements differently from the per-parameter
+    loop, by an ulp (``tests/test_agents.py``), so runs differ from foreach's in the last bits, not in
+    distribution (the ablation suite, rerun on it). A checkpoint keeps the kernel it was trained with: a
+    run resumed from one saved with foreach continues with foreach, to the bit."""
+    groups = parameter_groups(model, train.weight_decay, train.weight_decay_on)
+    devices = {p.device.type for group in groups for p in group["params"]}
+    fused = bool(devices) and devices <= set(FUSED_ADAMW_DEVICES)
+    optimizer = torch.optim.AdamW(groups, lr=train.lr, fused=fused or None, foreach=None if fused else True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(train))
     return optimizer, scheduler
 
