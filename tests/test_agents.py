@@ -186,9 +186,14 @@ def test_the_fused_optimiser_updates_the_weights_as_the_default_loop_does():
         ulp = torch.finfo(torch.float32).eps * q.detach().abs().clamp_min(1e-3)
         assert ((p - q).abs() <= 2 * ulp).all(), name
     assert not torch.equal(fused_agent.head.linear.weight, make_agent("rnn").float().head.linear.weight)
-    resumed, _ = build_optimizer(make_agent("rnn").float(), train)
-    resumed.load_state_dict(loop.state_dict())
-    assert all(group["foreach"] is False and not group["fused"] for group in resumed.param_groups)
+    saved_agent = make_agent("rnn").float()
+    saved = torch.optim.AdamW(parameter_groups(saved_agent, 1e-4, "matrices"), lr=1e-3, foreach=True)
+    for p in saved_agent.parameters():
+        p.grad = torch.ones_like(p)
+    saved.step()
+    resumed, _ = build_optimizer(saved_agent, train)
+    resumed.load_state_dict(saved.state_dict())
+    assert all(group["foreach"] is True and not group["fused"] for group in resumed.param_groups)
 
 
 def test_every_model_option_reaches_an_agent_and_every_agent_option_is_configurable():

@@ -60,8 +60,8 @@ def build_optimizer(model: nn.Module, train) -> tuple[torch.optim.AdamW, torch.o
 
     ``fused``: torch's fused AdamW kernel, one pass over each parameter for the whole update, where the
     parameters' device has one (CPU and CUDA); elsewhere ``foreach`` (each operation over all parameters
-    in one call). At the cpu profile the fused update is about 0.25 ms against foreach's 0.8 (BENCHMARKS.md,
-    "The training step against 440c381"); it rounds some elements differently from the per-parameter
+    in one call). At the cpu profile the fused update took about 0.25 ms against foreach's 0.8 (profiled; the
+    step's gain is in BENCHMARKS.md, "One run on both cores"); it rounds some elements differently from the per-parameter
     loop, by an ulp (``tests/test_agents.py``), so runs differ from foreach's in the last bits, not in
     distribution (the ablation suite, rerun on it). A checkpoint keeps the kernel it was trained with: a
     run resumed from one saved with foreach continues with foreach, to the bit."""
