@@ -3,8 +3,10 @@
 against the working tree, each running its own ``Trainer`` (sampling + the training step, exactly what a
 run does) on the shipped Hopper sample at a config and profile, in a process of its own.
 
-Variants are timed round-robin: each round asks every variant's worker for ``--steps`` steps in turn, so
-that whatever else the machine does hits them alike; the figure is the median over rounds. Two more
+Variants are timed round-robin: each round asks every agent's and variant's worker for ``--steps`` steps in
+turn, so that whatever else the machine does hits them alike; the figure is the median over rounds, and with
+``dt`` among the agents each agent's speed against DT's (``vs DT``: the median over rounds of the ratio within
+a round), each agent in its own process as a run is. Two more
 kinds of variant answer "one run on both cores, or two runs side by side?":
 
 - ``NAME@T``: the version with T torch threads (``--threads`` sets the default);
@@ -156,50 +158,64 @@ def main(argv=None) -> int:
     try:
         sites = {"base": checkout(args.baseline, tmp / "base"), "new": assemble(ROOT, tmp / "new")}
         records = []
+        # every agent's workers alive at once and asked in turn within each round, so that whatever else the
+        # machine does hits them alike and the agents' ratio (``vs_dt``) is measured in one run, each agent in a
+        # process of its own as a run is (in one process, as benchmarks/train_speed.py times them, they share
+        # one heap, and the later agent steps in memory the earlier one freed: BENCHMARKS.md, "Each agent in its
+        # own process")
+        workers, times = {}, {}
         for agent in args.agents:
             spec = {"configs": args.configs, "warmup": args.warmup,
                     "overrides": ["dataset.id=local/hopper/sample-v0", "eval.every=0", *AGENTS[agent], *args.overrides]}
-            workers = {v: [Worker(sites[name], spec, threads, processes if name == "new" else None) for _ in range(copies)]
-                       for v, (name, threads, copies, processes) in variants.items()}
-            times = {v: [] for v in variants}
-            for r in range(args.rounds):
-                for v, group in workers.items():
-                    for w in group:  # side-by-side copies start together
-                        w.start(args.steps)
-                    results = [w.finish() for w in group]
-                    seconds = max(res["seconds"] for res in results)
-                    times[v].append({"seconds": seconds, "timesteps": sum(res["timesteps"] for res in results),
-                                     "cpu_seconds": sum(res["cpu_seconds"] for res in results)})
-                log(f"{agent} round {r + 1}/{args.rounds}: " + ", ".join(
-                    f"{v} {1e3 * times[v][-1]['seconds'] / args.steps:.1f} ms" for v in variants))
-            for group in workers.values():
-                for w in group:
-                    w.close()
             for v, (name, threads, copies, processes) in variants.items():
-                seconds = [t["seconds"] for t in times[v]]
-                per_s = [t["timesteps"] / t["seconds"] for t in times[v]]
-                records.append({"agent": agent, "variant": v, "version": args.baseline if name == "base" else "working tree",
-                                "threads": threads, "processes": copies, "processes_per_run": processes, "ms_per_step": 1e3 * statistics.median(seconds) / args.steps,
-                                "timesteps_per_s": statistics.median(per_s), "rounds_timesteps_per_s": per_s,
-                                "cpu_ms_per_step": 1e3 * statistics.median(t["cpu_seconds"] for t in times[v]) / (args.steps * copies)})
-            base = next((r for r in records if r["agent"] == agent and r["variant"].startswith("base@1")
+                workers[agent, v] = [Worker(sites[name], spec, threads, processes if name == "new" else None)
+                                     for _ in range(copies)]
+                times[agent, v] = []
+        for r in range(args.rounds):
+            for (agent, v), group in workers.items():
+                for w in group:  # side-by-side copies start together
+                    w.start(args.steps)
+                results = [w.finish() for w in group]
+                seconds = max(res["seconds"] for res in results)
+                times[agent, v].append({"seconds": seconds, "timesteps": sum(res["timesteps"] for res in results),
+                                        "cpu_seconds": sum(res["cpu_seconds"] for res in results)})
+            log(f"round {r + 1}/{args.rounds}: " + ", ".join(
+                f"{agent} {v} {1e3 * times[agent, v][-1]['seconds'] / args.steps:.1f} ms" for agent, v in workers))
+        for group in workers.values():
+            for w in group:
+                w.close()
+        for (agent, v), rounds in times.items():
+            name, threads, copies, processes = variants[v]
+            seconds = [t["seconds"] for t in rounds]
+            per_s = [t["timesteps"] / t["seconds"] for t in rounds]
+            records.append({"agent": agent, "variant": v, "version": args.baseline if name == "base" else "working tree",
+                            "threads": threads, "processes": copies, "processes_per_run": processes,
+                            "ms_per_step": 1e3 * statistics.median(seconds) / args.steps,
+                            "timesteps_per_s": statistics.median(per_s), "rounds_timesteps_per_s": per_s,
+                            "cpu_ms_per_step": 1e3 * statistics.median(t["cpu_seconds"] for t in rounds) / (args.steps * copies)})
+        for rec in records:
+            base = next((r for r in records if r["agent"] == rec["agent"] and r["variant"].startswith("base@1")
                          and r["processes"] == 1 and r["threads"] == 1), None)
-            for rec in records:
-                if rec["agent"] == agent and base is not None:
-                    rec["ratio_to_baseline"] = rec["timesteps_per_s"] / base["timesteps_per_s"]
+            if base is not None:
+                rec["ratio_to_baseline"] = rec["timesteps_per_s"] / base["timesteps_per_s"]
+            dt = next((r for r in records if r["agent"] == "dt" and r["variant"] == rec["variant"]), None)
+            if dt is not None:  # the median over rounds of the two agents' ratio in the same round
+                rec["vs_dt"] = statistics.median(a / b for a, b in zip(rec["rounds_timesteps_per_s"],
+                                                                      dt["rounds_timesteps_per_s"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     rows = [[r["agent"], r["variant"], r["version"], r["threads"], r["processes"], r["processes_per_run"],
              fmt(r["ms_per_step"], 1),
              fmt(r["cpu_ms_per_step"], 1),
-             fmt(r["timesteps_per_s"], 0), fmt(r.get("ratio_to_baseline"), 2, "x")] for r in records]
+             fmt(r["timesteps_per_s"], 0), fmt(r.get("ratio_to_baseline"), 2, "x"), fmt(r.get("vs_dt"), 2, "x")]
+            for r in records]
     machine = machine_info("cpu")
     table = markdown_table(["agent", "variant", "code", "threads", "runs at once", "processes a run", "ms/step (median)",
                             "CPU ms/step per process", "timesteps/s",
-                            f"vs {args.baseline} @1"], rows)
-    markdown = (f"Training speed, {args.baseline} against the working tree, round-robin ({args.rounds} rounds x "
-                f"{args.steps} steps per variant), configs {', '.join(args.configs)} on the Hopper sample; "
+                            f"vs {args.baseline} @1", "vs DT (same variant)"], rows)
+    markdown = (f"Training speed, {args.baseline} against the working tree, round-robin over agents and variants ({args.rounds} rounds x "
+                f"{args.steps} steps each), configs {', '.join(args.configs)} on the Hopper sample; "
                 "sampling + `Trainer.train_step`; `@1x2`: two runs at once, timesteps/s added; `@1p2`: one run split "
                 "over two processes (`train.processes=2`). CPU ms: the leader process's CPU time per step (all its "
                 "threads; a helper's is not in it), less sensitive than wall time to other jobs.\n\n"

@@ -106,7 +106,7 @@ def read_yaml(path: str | Path) -> dict:
 # Keys added after runs were already saved, with the value that reproduces what such a run did: a
 # checkpoint's config that lacks one resumes as it was trained, not with today's default.
 ADDED_KEYS = {"model.init": "pytorch", "train.weight_decay_on": "all", "train.window_sampling": "start",
-              "train.loggers": ["tensorboard"], "train.lr_schedule": "constant", "train.ema": 0.0,
+              "train.loggers": ["tensorboard"], "train.lr_schedule": "constant", "train.ema": 0.0, "train.ema_ramp": 10.0,
               "eval.final_episodes": 0}
 
 

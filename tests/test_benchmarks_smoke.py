@@ -172,6 +172,25 @@ def test_train_speed_versions_runs_a_revision_beside_the_working_tree(tmp_path):
 
 
 @pytest.mark.slow
+def test_train_speed_versions_gives_each_agents_ratio_to_dt_from_the_same_rounds(tmp_path):
+    """The agents' workers are asked in turn within each round, and ``vs_dt`` is the median over rounds of
+    the agent's rate over DT's in the same round (DT's own: 1)."""
+    import statistics
+
+    from benchmarks import train_speed_versions
+
+    out = tmp_path / "agents"
+    assert train_speed_versions.main(["--baseline", "HEAD", "--agents", "mingru", "dt", "--variants", "new@1",
+                                      "--rounds", "3", "--steps", "2", "--warmup", "1", "--set", "model.width=8",
+                                      "--set", "model.depth=1", "--out", str(out)]) == 0
+    rows = {r["agent"]: r for r in json.loads(out.with_suffix(".json").read_text())["results"]}
+    assert rows["dt"]["vs_dt"] == 1.0 and len(rows["mingru"]["rounds_timesteps_per_s"]) == 3
+    paired = [a / b for a, b in zip(rows["mingru"]["rounds_timesteps_per_s"], rows["dt"]["rounds_timesteps_per_s"])]
+    assert rows["mingru"]["vs_dt"] == pytest.approx(statistics.median(paired))
+    assert "vs DT (same variant)" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.slow
 def test_rollout_speed_tiny(tmp_path):
     from benchmarks import rollout_speed
 

@@ -279,14 +279,15 @@ def test_lr_schedules_warm_up_then_decay_to_lr_final_at_the_last_step():
     assert [constant(k) for k in (0, 9, 50, 99, 500)] == pytest.approx([0.1, 1, 1, 1, 1])
 
 
-def test_the_weight_average_is_the_ramped_ema_of_the_weights_brute_force():
+@pytest.mark.parametrize("ramp", [10.0, 3.0])
+def test_the_weight_average_is_the_ramped_ema_of_the_weights_brute_force(ramp):
     """``WeightAverage`` against the recurrence written out: a_0 = w_1, a_n = d_n a_{n-1} + (1 - d_n) w_n with
-    d_n = min(decay, (1 + n) / (10 + n)) for the n-th update after the first, in float64."""
+    d_n = min(decay, (1 + n) / (ramp + n)) for the n-th update after the first, in float64."""
     from rl_minrnn.training.averaging import WeightAverage
 
     torch.manual_seed(0)
     module = torch.nn.Linear(3, 2)
-    average = WeightAverage(module, 0.9)
+    average = WeightAverage(module, 0.9, ramp) if ramp != 10.0 else WeightAverage(module, 0.9)  # 10: the default
     expected, history = None, []
     for n in range(40):
         with torch.no_grad():
@@ -297,7 +298,7 @@ def test_the_weight_average_is_the_ramped_ema_of_the_weights_brute_force():
         if expected is None:
             expected = w.clone()
         else:
-            d = min(0.9, (1 + n) / (10 + n))  # n earlier updates
+            d = min(0.9, (1 + n) / (ramp + n))  # n earlier updates
             expected = d * expected + (1 - d) * w
         history.append(w)
     got = torch.cat([p.double().flatten() for p in average.module.parameters()])

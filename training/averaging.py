@@ -7,9 +7,15 @@ The raw weights keep training; the average only reads them.
 
 It is ``torch.optim.swa_utils.AveragedModel`` (a copy of the agent, buffers included, updated in place
 with ``torch._foreach_lerp_``) with one change to its EMA: the decay ramps up as
-``min(decay, (1 + n) / (10 + n))`` after ``n`` updates (timm's and TensorFlow's ``num_updates`` rule), so the
-randomly initialised weights of the first steps do not linger in a short run's average (at a fixed 0.999
-they would still weigh 30% after 1200 steps).
+``min(decay, (1 + n) / (ramp + n))`` after ``n`` updates (``train.ema_ramp``; 10 is timm's and TensorFlow's
+``num_updates`` rule), so the randomly initialised weights of the first steps do not linger in a short run's
+average (at a fixed 0.999 they would still weigh 30% after 1200 steps).
+
+The ramp, not the decay, sets the window of a short run: until the decay caps it (at 0.999 after about
+``1000 * ramp`` updates) the weight of step ``k`` in the average after ``n`` steps falls as about
+``(k / n) ** (ramp - 2)`` and the weights' mean age is ``n / ramp``: ramp 10 averages about the last tenth
+of the run (300 steps of the cpu protocol's 3000, where 0.999 alone would mean 1000), ramp 4 its last
+quarter, and ramp 2 weighs every step alike (the plain average of all the weights, SWA's).
 """
 
 from __future__ import annotations
@@ -22,15 +28,18 @@ from rl_minrnn.ranges import Number
 
 # ``train.ema``
 EMA_OPTION = Number(0, 1, high_open=True, why="0: no average; 0.999 averages over about the last 1000 steps")
+# ``train.ema_ramp``: at or below 1 the first decays would be 1 or more and the average would never move
+EMA_RAMP_OPTION = Number(1, 10**9, low_open=True, why="the decay after n updates is min(ema, (1 + n) / (ema_ramp + n))")
 
 
-def ramped_ema(decay: float):
-    """AveragedModel's ``multi_avg_fn`` for an EMA whose decay ramps up to ``decay``."""
+def ramped_ema(decay: float, ramp: float = 10.0):
+    """AveragedModel's ``multi_avg_fn`` for an EMA whose decay ramps up to ``decay`` as
+    ``(1 + n) / (ramp + n)``."""
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         n = float(num_averaged)
-        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        weight = 1.0 - min(decay, (1.0 + n) / (ramp + n))
         if torch.is_floating_point(averaged[0]):
             torch._foreach_lerp_(averaged, current, weight)
         else:  # integer buffers (none today) follow the weights as they are
@@ -51,9 +60,9 @@ class WeightAverage:
     update in place; a module whose tensors are replaced by new objects (``agent.to(...)`` after this was
     built) needs a new ``WeightAverage``."""
 
-    def __init__(self, agent: nn.Module, decay: float):
-        self.agent, self.decay = agent, float(decay)
-        self.averaged = AveragedModel(agent, multi_avg_fn=ramped_ema(self.decay), use_buffers=True)
+    def __init__(self, agent: nn.Module, decay: float, ramp: float = 10.0):
+        self.agent, self.decay, self.ramp = agent, float(decay), float(ramp)
+        self.averaged = AveragedModel(agent, multi_avg_fn=ramped_ema(self.decay, self.ramp), use_buffers=True)
         self.module.eval()
         self.module.requires_grad_(False)
         self._groups: list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None

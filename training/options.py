@@ -20,7 +20,7 @@ from rl_minrnn.envs.evaluation.rollout import EVALUATION_OPTIONS
 from rl_minrnn.envs.offline.batches import SAMPLER_OPTIONS
 from rl_minrnn.ranges import ChoiceList, Number, OneOf, OptionError
 
-from .averaging import EMA_OPTION
+from .averaging import EMA_OPTION, EMA_RAMP_OPTION
 from .data_parallel import PROCESSES_OPTION
 from .optimizer import OPTIMIZER_OPTIONS
 from .resources import DEVICES
@@ -39,6 +39,7 @@ RULES = {
     **{f"train.{name}": SAMPLER_OPTIONS[name] for name in ("batch_size", "regime", "window_sampling", "chunk_len")},
     **{f"train.{name}": rule for name, rule in OPTIMIZER_OPTIONS.items()},
     "train.ema": EMA_OPTION,
+    "train.ema_ramp": EMA_RAMP_OPTION,
     "train.log_every": _STEPS,
     "train.checkpoint_every": _STEPS,
     "train.device": OneOf(DEVICES),

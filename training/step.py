@@ -28,7 +28,7 @@ class TrainingStep:
 
     def __init__(self, agent, train, model=None, model_config=None, processes: int | None = None):
         """``model``: what the forward calls (``torch.compile(agent)`` or the agent itself); ``train``: the
-        ``train`` config (lr, its schedule, weight decay and its groups, ``grad_clip``, ``ema``, ``processes``).
+        ``train`` config (lr, its schedule, weight decay and its groups, ``grad_clip``, ``ema`` and ``ema_ramp``, ``processes``).
         ``average``: the ``WeightAverage`` of the agent when ``train.ema`` > 0, else None. ``model_config``: the
         ``model`` config the agent was built from, which helper processes (``train.processes`` > 1) build theirs
         from; ``close()`` stops them. ``processes``: how many share each batch, resolved by the caller
@@ -39,7 +39,7 @@ class TrainingStep:
             raise ValueError("train.processes > 1 needs the model config the agent was built from (model_config=)")
         self.splitter = BatchSplitter(agent, model_config, processes) if processes > 1 else None
         self.optimizer, self.scheduler = build_optimizer(agent, train)
-        self.average = WeightAverage(agent, train.ema) if train.ema > 0 else None
+        self.average = WeightAverage(agent, train.ema, train.ema_ramp) if train.ema > 0 else None
         self.grad_clip = train.grad_clip or float("inf")
         self.parameters = [p for p in agent.parameters() if p.requires_grad]
 
