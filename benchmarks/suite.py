@@ -18,8 +18,9 @@ JSON found in the out dir into Markdown tables like the paper's:
 Protocols (``--protocol``):
 
 - ``cpu``: ``configs/<env>-<kind>.yaml`` (with the local dataset's id) + ``configs/profiles/cpu.yaml`` (width 64, fused tokens),
-  3000 steps (the learning curves of the defaults are flat by then on Walker2d and HalfCheetah medium and
-  still climb on Hopper: BENCHMARKS.md, "Steady final policies"), an evaluation every 500 steps, 10 episodes per target, then the last
+  3000 steps on up to 200k transitions and more in proportion on a larger dataset (6000 on the medium-expert
+  datasets' 400k; ``dataset_steps``; ``--steps`` sets one budget for all), where the learning curves of the
+  defaults have flattened (BENCHMARKS.md, "Steady final policies"), an evaluation every 500 steps, 10 episodes per target, then the last
   and the best checkpoint on 100 fresh episodes per target, seeds 0 1 2, 1 torch thread, one run at a time
   (``--ray``: one per core); the plan and its estimated time are printed before starting.
 - ``paper``: the dataset config alone (the paper's hyperparameters), 100k steps, an evaluation every 10k,
@@ -39,6 +40,7 @@ learning-curve plot per dataset, ``<out>/curves-<dataset>.png`` (default out:
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import time
@@ -80,7 +82,11 @@ AGENTS = {
 }
 PEERS = ("d3rlpy_dt", "d3rlpy_dt_cosine")  # agents trained by another library, in its own environment (benchmarks/peers/)
 PROTOCOLS = {
-    "cpu": {"profile": profile_path("cpu"), "seeds": [0, 1, 2], "steps": 3000,
+    # budget_transitions: ``steps`` is the budget up to this many transitions, a larger dataset gets more in
+    # proportion (``dataset_steps``): the medium-expert datasets' learning curves still climbed at 3000 steps
+    # and had flattened at 6000 (BENCHMARKS.md, "Steady final policies"); the smaller medium-replay buffers
+    # did no better with fewer
+    "cpu": {"profile": profile_path("cpu"), "seeds": [0, 1, 2], "steps": 3000, "budget_transitions": 200_000,
             "eval_every": 500, "episodes": 10, "final_episodes": 100, "threads": 1, "device": "cpu"},
     "paper": {"profile": None, "seeds": [0, 1, 2, 3, 4], "steps": 100_000, "eval_every": 10_000,
               "episodes": 100, "final_episodes": 100, "threads": 0, "device": "auto"},
@@ -97,6 +103,22 @@ def config_files(dataset_id: str, protocol: str) -> tuple[list[Path], str | None
     if PROTOCOLS[protocol]["profile"] is not None:
         files.append(PROTOCOLS[protocol]["profile"])
     return files, note
+
+
+def dataset_steps(plan: dict, transitions: int) -> int:
+    """The training steps of a run on a dataset of ``transitions``: the plan's ``steps``, and for a dataset larger
+    than its ``budget_transitions`` (None: every dataset gets ``steps``) as many more in proportion, rounded up
+    to whole evaluations (the cpu protocol: 3000 up to 200k transitions, 6000 at 400k)."""
+    per = plan.get("budget_transitions")
+    if not per or transitions <= per:
+        return plan["steps"]
+    every = max(int(plan["eval_every"]), 1)
+    return int(math.ceil(plan["steps"] * transitions / per / every)) * every
+
+
+def dataset_plans(plan: dict, datasets: dict) -> dict:
+    """``{dataset id: the plan with that dataset's steps}`` for loaded datasets (``dataset_steps``)."""
+    return {d: {**plan, "steps": dataset_steps(plan, ds.num_steps)} for d, ds in datasets.items()}
 
 
 def run_overrides(dataset_id: str, agent: str, seed: int, plan: dict) -> list[str]:
@@ -261,11 +283,12 @@ def _peers_ready(pending: list, notes: list, log) -> list:
         return [t for t in pending if t[1] not in PEERS]
 
 
-def _run_on_ray(pending: list, plan: dict, available: dict, args, runs_dir: Path, command: str, log) -> list[str]:
-    """The pending runs as Ray Tune trials (``benchmarks/ray_suite.py``); returns notes on runs that failed."""
+def _run_on_ray(pending: list, plans: dict, available: dict, args, runs_dir: Path, command: str, log) -> list[str]:
+    """The pending runs as Ray Tune trials (``benchmarks/ray_suite.py``), each with its dataset's plan
+    (``plans``); returns notes on runs that failed."""
     from benchmarks import ray_suite
 
-    jobs = [ray_suite.Job(run_name(d, a, s), d, a, s, plan) for d, a, s in pending]
+    jobs = [ray_suite.Job(run_name(d, a, s), d, a, s, plans[d]) for d, a, s in pending]
     return ray_suite.run_jobs(jobs, available, args, runs_dir, command, ray_runs(), log)
 
 
@@ -300,6 +323,7 @@ def main(argv=None) -> int:
     proto = PROTOCOLS[args.protocol]
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"suite-{args.protocol}")
     plan = {"protocol": args.protocol, "steps": args.steps or proto["steps"],
+            "budget_transitions": None if args.steps else proto.get("budget_transitions"),  # --steps: for every dataset
             "eval_every": args.eval_every if args.eval_every is not None else proto["eval_every"],
             "episodes": args.episodes or proto["episodes"],
             "final_episodes": args.final_episodes if args.final_episodes is not None else proto["final_episodes"],
@@ -322,6 +346,7 @@ def main(argv=None) -> int:
                 log(f"SKIP {d}: not available ({why})")
             else:
                 available[d] = ds
+        plans = dataset_plans(plan, available)
         # seeds outermost: a long suite stopped part-way leaves whole seeds over every dataset, not some datasets
         todo = [(d, a, s) for s in seeds for d in available for a in args.agents]
         if plan["eval_every"] < 1:  # a run's score is its evaluations
@@ -331,7 +356,7 @@ def main(argv=None) -> int:
         targets = {}  # target returns per dataset: each evaluation runs its episodes for every one
         try:  # every run's config checked before anything runs
             for d, a, s in todo:
-                config = load_config(config_files(d, args.protocol)[0], run_overrides(d, a, s, plan))
+                config = load_config(config_files(d, args.protocol)[0], run_overrides(d, a, s, plans[d]))
                 targets[d] = len(config.eval.target_returns)
         except ConfigError as exc:
             print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
@@ -340,13 +365,14 @@ def main(argv=None) -> int:
         # planned total: ~25 steps/s for the cpu profile on one core, d3rlpy ~10; an episode ~0.3 s batched,
         # d3rlpy's ~1.5 s one at a time (2 s on HalfCheetah's 1000 steps); the final evaluation runs the last and
         # the best checkpoint
-        evals = plan["steps"] // max(plan["eval_every"], 1) + 1
-
         def planned_s(d: str, a: str) -> float:
-            episodes = (evals * plan["episodes"] + 2 * plan["final_episodes"]) * targets[d]
-            return plan["steps"] / (10.0 if a in PEERS else 25.0) + episodes * (1.5 if a in PEERS else 0.3)
+            steps = plans[d]["steps"]
+            episodes = ((steps // max(plan["eval_every"], 1) + 1) * plan["episodes"] + 2 * plan["final_episodes"]) * targets[d]
+            return steps / (10.0 if a in PEERS else 25.0) + episodes * (1.5 if a in PEERS else 0.3)
+        steps_text = ", ".join(f"{n} steps ({', '.join(d for d in plans if plans[d]['steps'] == n)})"
+                               for n in sorted({p["steps"] for p in plans.values()})) or f"{plan['steps']} steps"
         log(f"{args.protocol} protocol: {len(available)} dataset(s) x {len(args.agents)} agent(s) x {len(seeds)} "
-            f"seed(s) = {len(todo)} runs, {len(todo) - len(pending)} already done; {plan['steps']} steps, "
+            f"seed(s) = {len(todo)} runs, {len(todo) - len(pending)} already done; {steps_text}, "
             f"evaluation every {plan['eval_every']} ({plan['episodes']} episodes per target), "
             f"{plan['threads'] or 'auto'} thread(s), device {plan['device']}.")
         if args.protocol == "cpu":
@@ -355,7 +381,7 @@ def main(argv=None) -> int:
                 f"time){' on one worker' if args.ray or args.ray_address else ''}")
         if args.ray or args.ray_address:
             pending = _peers_ready(pending, notes, log)
-            notes += _run_on_ray(pending, plan, available, args, runs_dir, command, log)
+            notes += _run_on_ray(pending, plans, available, args, runs_dir, command, log)
             pending = []
         total_tick, unavailable = time.perf_counter(), set()
         for i, (d, a, s) in enumerate(pending):  # agents inner: the agents of one dataset and seed run close in time
@@ -363,7 +389,7 @@ def main(argv=None) -> int:
                 continue
             log(f"[{i + 1}/{len(pending)}] {d} {a} seed {s}  (elapsed {(time.perf_counter() - total_tick) / 60:.1f} min)")
             try:
-                record = train_and_evaluate(d, a, s, plan, dataset=available[d], log=log)
+                record = train_and_evaluate(d, a, s, plans[d], dataset=available[d], log=log)
             except PeerUnavailable as exc:
                 unavailable.add(a)
                 notes.append(f"skipped {AGENT_NAMES[a]}: {exc}")
@@ -388,7 +414,10 @@ def main(argv=None) -> int:
         return 2
     table, summary = aggregate(runs, args.datasets, args.agents)
     machine = machine_info()
-    header = (f"Suite, `{args.protocol}` protocol: {plan['steps']} steps, evaluation every {plan['eval_every']} "
+    larger = sorted({(r["dataset"], r.get("steps")) for r in runs if r.get("steps") != plan["steps"]})
+    budget = (f" on {plan['budget_transitions']:,} transitions or fewer, more in proportion on a larger dataset ("
+              + ", ".join(f"{steps} on {d}" for d, steps in larger) + ")" if plan.get("budget_transitions") and larger else "")
+    header = (f"Suite, `{args.protocol}` protocol: {plan['steps']} steps{budget}, evaluation every {plan['eval_every']} "
               f"steps, {plan['episodes']} episodes per target, the last and the best checkpoint evaluated again "
               f"with {plan['final_episodes']} fresh episodes per target at the end, seeds {' '.join(map(str, seeds))}, "
               f"{plan['threads'] or 'auto'} torch thread(s).\n\n"

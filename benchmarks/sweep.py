@@ -161,6 +161,8 @@ def plan_jobs(sweep: dict, path: str, out: Path, run_root: str) -> tuple[dict, l
     protocol = sweep.get("protocol", "cpu")
     proto = suite.PROTOCOLS[protocol]
     plan = {"protocol": protocol, "steps": sweep.get("steps", proto["steps"]),
+            # without ``steps`` the protocol's budget rule: more steps on a larger dataset (suite.dataset_steps)
+            "budget_transitions": None if "steps" in sweep else proto.get("budget_transitions"),
             "eval_every": sweep.get("eval_every", proto["eval_every"]), "episodes": sweep.get("episodes", proto["episodes"]),
             "final_episodes": sweep.get("final_episodes", proto["final_episodes"]),
             "threads": proto["threads"], "device": proto["device"], "overrides": list(sweep.get("set") or []),
@@ -239,7 +241,9 @@ def main(argv=None) -> int:
     pending = [j for j in jobs if not (args.resume_ok and (runs_dir / f"{j.name}.json").is_file())]
     n_variants = len({tuple(j.plan["variant"]) for j in jobs})
     log(f"Sweep {args.sweep}: {n_variants} variant(s) x {len(jobs) // n_variants} run(s) = {len(jobs)} runs, "
-        f"{len(jobs) - len(pending)} already done; {plan['steps']} steps each ({plan['protocol']} protocol).")
+        f"{len(jobs) - len(pending)} already done; {plan['steps']} steps each"
+        f"{' (more on a dataset above ' + format(plan['budget_transitions'], ',') + ' transitions)' if plan.get('budget_transitions') else ''}"
+        f" ({plan['protocol']} protocol).")
     if args.dry_run:
         for j in pending:
             log(f"  {j.name}: {' '.join(j.plan['overrides'])}")
@@ -252,6 +256,8 @@ def main(argv=None) -> int:
             notes.append(f"skipped {d}: not available ({why})")
             log(f"SKIP {d}: not available ({why})")
     pending = [j for j in pending if datasets.get(j.dataset) is not None]
+    for j in pending:  # the protocol's budget for the dataset's size, where the sweep sets no steps
+        j.plan = {**j.plan, "steps": suite.dataset_steps(j.plan, datasets[j.dataset].num_steps)}
 
     if args.ray or args.ray_address:
         notes += run_jobs(pending, {d: ds for d, ds in datasets.items() if ds is not None}, args, runs_dir, command,

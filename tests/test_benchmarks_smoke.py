@@ -45,6 +45,39 @@ def test_suite_tiny(tiny_dataset, tmp_path):
     assert "--resume-ok" in rebuilt and "The runs' suite command(s): `python -m benchmarks.suite --protocol cpu" in rebuilt
 
 
+def test_the_cpu_budget_grows_in_proportion_beyond_its_transitions(make_offline_dataset):
+    """3000 steps up to 200k transitions, more in proportion above, rounded up to whole evaluations; no rule
+    (``--steps`` given) keeps one budget."""
+    from benchmarks import suite
+
+    plan = {"steps": 3000, "eval_every": 500, "budget_transitions": suite.PROTOCOLS["cpu"]["budget_transitions"]}
+    assert plan["budget_transitions"] == 200_000
+    assert [suite.dataset_steps(plan, n) for n in (90_000, 200_000, 200_001, 400_000)] == [3000, 3000, 3500, 6000]
+    assert suite.dataset_steps({**plan, "budget_transitions": None}, 400_000) == 3000
+    small, large = make_offline_dataset([50, 50]), make_offline_dataset([150, 150])
+    plans = suite.dataset_plans({**plan, "budget_transitions": 100, "eval_every": 100}, {"a": small, "b": large})
+    assert plans["a"]["steps"] == 3000 and plans["b"]["steps"] == 9000 and plans["b"]["eval_every"] == 100
+
+
+@pytest.mark.slow
+def test_the_suite_gives_a_larger_dataset_its_larger_budget(tiny_dataset, tmp_path, monkeypatch):
+    """Without ``--steps`` each dataset's runs train for the protocol's budget at its size, and the table says so."""
+    from benchmarks import suite
+
+    monkeypatch.setitem(suite.PROTOCOLS, "cpu", {**suite.PROTOCOLS["cpu"], "steps": 2,
+                                                 "budget_transitions": tiny_dataset.num_steps // 2})
+    out = tmp_path / "suite"
+    argv = ["--protocol", "cpu", "--datasets", tiny_dataset.dataset_id, "--agents", "mingru", "--seeds", "0",
+            "--eval-every", "2", "--episodes", "1", "--final-episodes", "1", "--set", "model.width=8",
+            "--set", "model.depth=1", "--set", "eval.max_episode_steps=10", "--set", "eval.target_returns=[100]",
+            "--out", str(out), "--run-root", str(tmp_path / "runs"), "--quiet"]
+    assert suite.main(argv) == 0
+    record = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert record["steps"] == 4 and [e["step"] for e in record["evals"]] == [2, 4]
+    assert "--steps 4" in record["command"]  # the run's own command reproduces it alone
+    assert f"4 on {tiny_dataset.dataset_id}" in (out / "suite.md").read_text()
+
+
 def test_suite_defaults_to_the_nine_datasets_with_published_context():
     """The suite's default datasets are the paper's nine (one per environment and kind, as build_suite names them);
     each maps to the D4RL dataset whose published DT score the tables show as context, averaged like the rows."""
