@@ -12,7 +12,7 @@ with ``torch._foreach_lerp_``) with one change to its EMA: the decay ramps up as
 average (at a fixed 0.999 they would still weigh 30% after 1200 steps).
 
 The ramp, not the decay, sets the window of a short run: until the decay caps it (at 0.999 after about
-``1000 * ramp`` updates) the weight of step ``k`` in the average after ``n`` steps falls as about
+``1000 * (ramp - 1)`` updates) the weight of step ``k`` in the average after ``n`` steps falls as about
 ``(k / n) ** (ramp - 2)`` and the weights' mean age is ``n / ramp``: ramp 10 averages about the last tenth
 of the run (300 steps of the cpu protocol's 3000, where 0.999 alone would mean 1000), ramp 4 its last
 quarter, and ramp 2 weighs every step alike (the plain average of all the weights, SWA's).
