@@ -17,6 +17,11 @@ Per (variant, dataset), mean ± std over seeds:
 - ``final s.e.``: the standard error of the last checkpoint's final score (the best target's per-episode std
   over sqrt(final episodes)).
 
+Runs trained with held-out episodes (``dataset.holdout``) also get a table of the held-out action loss
+(``training/validation.py``) beside the in-run score: where it was lowest, whether it rose again after its
+minimum (overfitting) or kept falling while the score fell from its in-run best (a policy that imitates
+better and acts worse).
+
     python -m benchmarks.steady_final benchmarks/results/steady-final
 
 Writes ``<dir>/steady_final.{md,json}`` and ``<dir>/curves-<dataset>.png`` (a line per variant).
@@ -58,6 +63,38 @@ def run_statistics(run: dict) -> dict:
             "spread": spread, "noise": noise, "movement": math.sqrt(max(0.0, spread ** 2 - noise ** 2)),
             "final_se": last_target["normalized_score_std"] / math.sqrt(final["episodes"]),
             "final_s": final["seconds"], "train_s": run["train_s"], "late_evaluations": len(scores)}
+
+
+def validation_statistics(run: dict) -> dict | None:
+    """The held-out action loss over a run's in-run evaluations against its in-run score; None without one."""
+    evals = [e for e in run["evals"] if e.get("validation")]
+    if not evals:
+        return None
+    held = [e["validation"]["val/action_loss"] for e in evals]
+    train = [e["validation"]["val/train_action_loss"] for e in evals]
+    scores = [e["score"] for e in evals]
+    low, top = int(np.argmin(held)), int(np.argmax(scores))
+    return {"held_first": held[0], "held_last": held[-1], "held_min_step": evals[low]["step"],
+            "held_rise": held[-1] / held[low] - 1.0, "gap_last": held[-1] - train[-1],
+            "score_best_step": evals[top]["step"], "score_best": scores[top], "score_last": scores[-1],
+            "held_fell_after_best": held[-1] < held[top]}
+
+
+def validation_rows(runs: list[dict]) -> tuple[list[list], dict]:
+    """A row per (variant, dataset) whose runs logged a held-out loss, and the per-run figures (JSON)."""
+    by = {}
+    for r in runs:
+        stats = validation_statistics(r)
+        if stats is not None:
+            by.setdefault((variant_name(r["variant"]), r["dataset"]), []).append({"seed": r["seed"], **stats})
+    rows = []
+    for (v, d), stats in by.items():
+        m = {k: float(np.mean([s[k] for s in stats])) for k in stats[0] if k not in ("seed", "held_fell_after_best")}
+        fell = sum(s["held_fell_after_best"] for s in stats)
+        rows.append([v, d, len(stats), f"{m['held_first']:.4f} -> {m['held_last']:.4f}", f"{m['held_min_step']:.0f}",
+                     f"{100 * m['held_rise']:+.1f}%", f"{m['gap_last']:+.4f}", f"{m['score_best_step']:.0f}",
+                     f"{m['score_best']:.1f} -> {m['score_last']:.1f}", f"{fell} of {len(stats)}"])
+    return rows, {f"{v}|{d}": stats for (v, d), stats in by.items()}
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -114,6 +151,17 @@ def main(argv=None) -> int:
                              f"{np.mean([c['best_mean'] for c in cells]):.1f}",
                              f"{np.mean([c['movement_mean'] for c in cells]):.1f}",
                              f"{min(c['last_over_best'] for c in cells):.2f}"])
+    held_rows, held_runs = validation_rows(runs)
+    held_table = [] if not held_rows else [
+        "### Held-out action loss (runs trained with `dataset.holdout`)", "",
+        "The evaluated policy's action MSE, without dropout, on the held-out episodes' windows at each in-run "
+        "evaluation, mean over seeds: first -> last evaluation; the step where it was lowest; its rise from that "
+        "minimum to the last evaluation (overfitting shows as a rise); held-out minus training windows at the end "
+        "(the generalisation gap); the in-run score's best step and best -> last; the runs whose held-out loss "
+        "at the last evaluation is below its value at their best-scoring one (imitating better, acting worse).", "",
+        markdown_table(["variant", "dataset", "seeds", "held-out loss", "lowest at step", "rise after lowest",
+                        "gap at the end", "best score at step", "in-run score best -> last",
+                        "held-out loss lower at the end than at the best score"], held_rows), ""]
     plots = []
     names = {variant_name(list(v)): variant_name(list(v)) for v in variants}
     relabelled = [{**r, "agent": variant_name(r["variant"])} for r in runs]
@@ -134,10 +182,12 @@ def main(argv=None) -> int:
         "sqrt(spread² - noise²), what the policy's own changes add; `final s.e.`: the final score's standard error.", "",
         table, "", "Averages over the datasets (variants with every dataset):", "",
         markdown_table(["variant", "**last**", "best re-evaluated", "movement", "worst last / best"], averages), "",
+        *held_table,
         "### Learning curves (in-run evaluations, mean over seeds, band = lowest to highest seed)", "",
         "\n\n".join(plots), ""])
     (out / "steady_final.md").write_text(md)
-    write_json(out / "steady_final.json", {"command": command, "machine": machine, "summary": summary})
+    write_json(out / "steady_final.json", {"command": command, "machine": machine, "summary": summary,
+                                            **({"held_out_loss": held_runs} if held_runs else {})})
     print(md)
     return 0
 

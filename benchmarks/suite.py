@@ -233,8 +233,9 @@ class TimedEvaluations(TrainerCallback):
         self.eval_s += seconds
         train_s = self.train_s()
         self.evals = [e for e in self.evals if e["step"] != trainer.step]  # a resumed run's final one, again
+        validation = (trainer.last_eval or {}).get("validation")  # with dataset.holdout: the held-out action loss
         self.evals.append({"step": trainer.step, "train_s": train_s, "eval_s": seconds, "score": result.score(),
-                           "targets": [t.summary() for t in result.targets]})
+                           "targets": [t.summary() for t in result.targets], **({"validation": validation} if validation else {})})
         self.log(f"  {self.name} step {trainer.step}: score {self.evals[-1]['score']:.1f} "
                  f"(train {train_s:.0f}s, eval {seconds:.1f}s)")
 

@@ -32,6 +32,7 @@ class DatasetConfig:
     id: str = option("mujoco/hopper/medium-v0", 'Minari dataset id (local store first, then download)')
     fallback_to_sample: bool = option(False, 'if `id` is unavailable offline, use the Hopper sample shipped with the project')
     return_scale: float = option(DEFAULT_RETURN_SCALE, 'returns-to-go are divided by this (1000)')
+    holdout: float = option(0.0, 'fraction of the episodes (a draw fixed by the seed) kept out of training; the action loss on them and on the training windows, without dropout, is logged at every evaluation (val/action_loss, val/train_action_loss): overfitting or not. 0: train on every episode')
 
 
 @dataclass

@@ -286,3 +286,32 @@ def test_main_job_puts_the_reference_beside_each_seed(tmp_path, monkeypatch):
     assert "this tree's wall-clock is **2.00x** that revision's" in md
     assert ("d3rlpy's DT, same data, config, budget, evaluation episodes and seeds: last checkpoint, final evaluation "
             "42.0 ± 0.0, best re-evaluated 43.0 ± 0.0; in-run last 40.0 ± 0.0, best 45.5 ± 0.5") in md
+
+
+def test_steady_final_tables_the_held_out_loss_against_the_score(tmp_path):
+    """Runs with ``dataset.holdout``: the held-out loss's lowest step, its rise after it and the runs whose
+    held-out loss fell after their best score, from the run JSONs' evaluations (two made-up seeds: one that
+    overfits, one that imitates better and scores worse)."""
+    from benchmarks import steady_final
+
+    def run(seed, held, scores):
+        targets = lambda s: [{"normalized_score_mean": s, "normalized_score_std": 10.0}]  # noqa: E731
+        evals = [{"step": 500 * (i + 1), "score": s, "targets": targets(s), "train_s": float(i),
+                  "validation": {"val/action_loss": h, "val/train_action_loss": h - 0.01}}
+                 for i, (h, s) in enumerate(zip(held, scores))]
+        final = {"episodes": 100, "seconds": 1.0, "last": {"step": 1500, "targets": targets(scores[-1])},
+                 "best": {"step": 500, "targets": targets(max(scores))}}
+        return {"variant": ["dataset.holdout=0.1"], "dataset": "local/hopper/medium-v0", "agent": "mingru", "seed": seed,
+                "steps": 1500, "config": {"eval": {"episodes": 10}}, "evals": evals, "final": final,
+                "final_last": scores[-1], "final_best": max(scores), "train_s": 1.0}
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "a.json").write_text(json.dumps(run(0, [0.10, 0.08, 0.09], [40.0, 50.0, 45.0])))
+    (tmp_path / "runs" / "b.json").write_text(json.dumps(run(1, [0.10, 0.08, 0.07], [60.0, 50.0, 30.0])))
+    assert steady_final.main([str(tmp_path)]) == 0
+    held = json.loads((tmp_path / "steady_final.json").read_text())["held_out_loss"]["holdout=0.1|local/hopper/medium-v0"]
+    assert [s["held_min_step"] for s in held] == [1000, 1500]
+    assert held[0]["held_rise"] == pytest.approx(0.09 / 0.08 - 1) and held[1]["held_rise"] == 0.0
+    assert [s["held_fell_after_best"] for s in held] == [False, True]
+    md = (tmp_path / "steady_final.md").read_text()
+    assert "| holdout=0.1 | local/hopper/medium-v0 | 2 | 0.1000 -> 0.0800 | 1250 | +6.2% | +0.0100 | 750 | 55.0 -> 37.5 | 1 of 2 |" in md

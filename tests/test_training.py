@@ -157,7 +157,8 @@ def test_resume_refuses_to_change_the_model(tiny_dataset, tmp_path):
     "override, key",
     [("train.stepz=3", "train.stepz"), ("model.cell=gru", "model.cell"), ("train.steps=-1", "train.steps"),
      ("train.batch_size=abc", "train.batch_size"), ("nonsense=1", "nonsense"), ("model.kind=lstm", "model.kind"),
-     ("eval.target_returns=[a]", "eval.target_returns")],
+     ("eval.target_returns=[a]", "eval.target_returns"), ("dataset.holdout=1", "dataset.holdout"),
+     ("dataset.holdout=-0.1", "dataset.holdout")],
 )
 def test_config_errors_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -420,3 +421,81 @@ def test_run_folder_names_are_those_of_the_run_folders_on_disk():
     for run in committed:
         assert run.metrics.is_file() and "last" in json.loads(run.final_eval.read_text())
         load_config([run.config])
+
+
+def test_held_out_episodes_are_split_by_the_seed_whole_and_apart(make_offline_dataset):
+    """``dataset.holdout``'s split: whole episodes, disjoint, together the dataset, each part in the dataset's
+    order, the count rounded (at least one, never all), fixed by the seed; 0 leaves the dataset as it is."""
+    from rl_minrnn.envs.offline import DatasetFormatError
+    from rl_minrnn.envs.offline.holdout import split_episodes
+
+    data = make_offline_dataset([5 + i for i in range(20)], seed=1)
+    ids = {id(ep): i for i, ep in enumerate(data.episodes)}
+    train, held = split_episodes(data, 0.25, seed=3)
+    a, b = [ids[id(ep)] for ep in train.episodes], [ids[id(ep)] for ep in held.episodes]
+    assert len(b) == 5 and sorted(a + b) == list(range(20)) and a == sorted(a) and b == sorted(b)
+    assert [ids[id(ep)] for ep in split_episodes(data, 0.25, seed=3)[1].episodes] == b
+    assert [ids[id(ep)] for ep in split_episodes(data, 0.25, seed=4)[1].episodes] != b
+    assert held.reference_scores is data.reference_scores and held.env_id == data.env_id
+    states = np.concatenate([ep.states for ep in train.episodes]).astype(np.float64)
+    np.testing.assert_allclose(train.state_mean, states.mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert (split_episodes(data, 0.01, 0)[1].num_episodes, split_episodes(data, 0.99, 0)[1].num_episodes) == (1, 19)
+    assert split_episodes(data, 0.0, 0) == (data, None)
+    with pytest.raises(DatasetFormatError, match="dataset.holdout=0.5 needs at least 2 episodes"):
+        split_episodes(make_offline_dataset([9]), 0.5, 0)
+
+
+HOLDOUT = ["dataset.holdout=0.2", "eval.every=10", "eval.episodes=1", "eval.max_episode_steps=15",
+           "eval.target_returns=[100]", "eval.final_episodes=0", "train.lr_schedule=constant"]
+
+
+def logged(run_dir, key):
+    import json
+
+    return {row["step"]: row[key] for row in map(json.loads, open(run_dir / "metrics.jsonl")) if key in row}
+
+
+def test_the_validation_loss_is_the_policys_action_loss_on_held_out_episodes_brute_force(make_offline_dataset, tmp_path):
+    """The run trains on the other episodes only; at every evaluation it logs the evaluated policy's action
+    MSE, without dropout, over the held-out episodes' windows and as many training windows: here recomputed
+    one window and one step at a time, with the policy left in the mode it was in."""
+    data = make_offline_dataset([12 + i for i in range(10)], obs_dim=11, act_dim=3, seed=5)
+    trainer = Trainer(config("train.steps=20", "train.ema=0.9", *HOLDOUT), tmp_path, progress=False, dataset=data)
+    assert trainer.sampler.flat.num_episodes == 8 and trainer.held_out.num_episodes == 2
+    trainer.run()
+    assert set(logged(tmp_path, "val/action_loss")) == {10, 20}
+    policy = trainer.policy
+    policy.train()
+    for key, batches in trainer.validation.sets.items():
+        errors = []
+        with torch.no_grad():
+            policy.eval()
+            for b in batches:
+                for r in range(b["states"].shape[0]):
+                    row = {k: v[r:r + 1] for k, v in b.items()}
+                    preds, _ = policy(row["states"], row["actions"], row["returns_to_go"], row["timesteps"], None)
+                    errors += [float(((preds[0, t] - row["actions"][0, t]) ** 2).mean())
+                               for t in range(row["mask"].shape[1]) if row["mask"][0, t] > 0]
+            policy.train()
+        assert trainer.validation(policy)[key] == pytest.approx(np.mean(errors), rel=1e-5)
+        assert logged(tmp_path, key)[20] == pytest.approx(np.mean(errors), rel=1e-5)
+        assert policy.training
+    # what the held-out windows hold: episodes the training sampler never draws
+    held_rows = {tuple(np.round(b["states"][r, 0].numpy(), 5)) for b in trainer.validation.sets["val/action_loss"]
+                 for r in range(b["states"].shape[0])}
+    train_first = {tuple(np.round(trainer.normalizer.normalize(ep.states[t]), 5)) for ep in trainer.dataset.episodes
+                   for t in range(len(ep))}
+    assert held_rows and not held_rows & train_first
+
+
+def test_resume_is_exact_with_held_out_episodes(tiny_dataset, tmp_path):
+    """The split and the validation windows come from the seed alone: a resumed run trains on the same
+    episodes, to the same weights, and measures the same validation loss."""
+    straight = Trainer(config("train.steps=20", *HOLDOUT), tmp_path / "a", progress=False, dataset=tiny_dataset)
+    straight.run()
+    Trainer(config("train.steps=10", *HOLDOUT), tmp_path / "b", progress=False, dataset=tiny_dataset).run()
+    resumed = Trainer.resume(tmp_path / "b", ["train.steps=20"], progress=False, dataset=tiny_dataset)
+    resumed.run()
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert logged(tmp_path / "a", "val/action_loss") == logged(tmp_path / "b", "val/action_loss")

@@ -18,6 +18,7 @@ from rl_minrnn.configs.loading import read_config
 from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
 from rl_minrnn.envs.evaluation.rollout import EVALUATION_OPTIONS
 from rl_minrnn.envs.offline.batches import SAMPLER_OPTIONS
+from rl_minrnn.envs.offline.holdout import HOLDOUT_OPTION
 from rl_minrnn.ranges import ChoiceList, Number, OneOf, OptionError
 
 from .averaging import EMA_OPTION, EMA_RAMP_OPTION
@@ -34,6 +35,7 @@ _STEPS = Number(1, 10**12, integer=True)
 RULES = {
     "seed": SAMPLER_OPTIONS["seed"],
     "dataset.return_scale": RETURN_SCALE_OPTION,
+    "dataset.holdout": HOLDOUT_OPTION,
     **{f"model.{name}": rule for name, rule in _MODEL_RULES.items()},
     "train.steps": _STEPS,
     **{f"train.{name}": SAMPLER_OPTIONS[name] for name in ("batch_size", "regime", "window_sampling", "chunk_len")},

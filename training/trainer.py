@@ -37,6 +37,7 @@ from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
 from rl_minrnn.training.options import load_config
 from rl_minrnn.envs.offline.batches import SequenceSampler, WindowSampler
 from rl_minrnn.envs.offline import load_dataset
+from rl_minrnn.envs.offline.holdout import split_episodes
 from rl_minrnn.envs.offline.normalization import StateNormalizer
 from rl_minrnn.envs.evaluation.rollout import NonFiniteActionError, evaluate_agent
 from rl_minrnn.agents import build_agent
@@ -57,6 +58,7 @@ from .resources import configure_threads, data_parallel_processes, load_training
 from .run_logging import MetricsLogger, check_trackers
 from .data_parallel import HelperFailed
 from .step import NonFiniteStep, TrainingStep
+from .validation import ValidationLoss
 
 # Faults after which the step reached is saved, and what to add to the resume command to step around them.
 RESUME_HINTS = {EvaluationFailedError: "add --set eval.every=0 to train without evaluating",
@@ -89,6 +91,8 @@ class Trainer:
         self.device = select_device(config.train.device)
         self.threads = configure_threads(config.train.threads)
         self.dataset = dataset if dataset is not None else load_training_dataset(config, self.log)
+        # the episodes it trains on, and those ``dataset.holdout`` keeps out (the validation loss's)
+        self.dataset, self.held_out = split_episodes(self.dataset, config.dataset.holdout, config.seed)
         # before anything is built: a run the machine cannot hold stops here, with the keys that size it
         self.memory_estimate = check_run_memory(config, self.dataset.obs_dim, self.dataset.act_dim,
                                                 self.dataset.num_steps, self.device, log=self.log)
@@ -99,6 +103,8 @@ class Trainer:
                                  self.normalizer.mean, self.normalizer.std, config.dataset.return_scale).to(self.device)
         self.model = torch.compile(self.agent) if config.train.compile else self.agent
         self.sampler = self._make_sampler()
+        self.validation = (ValidationLoss(self.dataset, self.held_out, config, self.normalizer, self.device)
+                           if self.held_out is not None else None)
         if config.train.processes > 1 and self.device.type != "cpu":
             raise ConfigError(f"train.processes: more than one process is for the CPU, this run trains on {self.device}; "
                               "set train.processes=1 (or 0: auto)")
@@ -281,7 +287,9 @@ class Trainer:
         )
         metrics = result.metrics("eval")
         score = result.score()
-        self.last_eval = {"step": self.step, "score": score, "metrics": metrics}
+        validation = self.validation(self.policy) if self.validation is not None else None
+        metrics.update(validation or {})
+        self.last_eval = {"step": self.step, "score": score, "metrics": metrics, "validation": validation}
         improved = self.best["score"] is None or score > self.best["score"]
         if improved:
             self.best = {"score": score, "step": self.step}
@@ -468,4 +476,8 @@ class Trainer:
             score = summary["normalized_score_mean"]
             parts.append(f"target {t.target_return:g}: return {summary['return_mean']:.1f}"
                          + (f", score {score:.1f}" if score is not None else ""))
+        validation = self.last_eval["validation"]
+        if validation is not None:
+            parts.append(f"action loss held out {validation['val/action_loss']:.4f} "
+                         f"(training windows {validation['val/train_action_loss']:.4f})")
         bar.write(f"step {self.step}: " + ", ".join(parts))

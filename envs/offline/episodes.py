@@ -7,6 +7,7 @@ validated when made, whatever made them (read from Minari, imported from D4RL, b
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,16 @@ class OfflineDataset:
         self.ref_min_score = ref.min_score if ref is not None else None
         self.ref_max_score = ref.max_score if ref is not None else None
         self._stats: tuple[np.ndarray, np.ndarray] | None = None
+
+    def subset(self, indices: Sequence[int]) -> "OfflineDataset":
+        """The same dataset (id, env, reference scores and their source, metadata) holding only the episodes at
+        ``indices``, in that order; its state statistics are its own episodes'."""
+        episodes = [self.episodes[int(i)] for i in indices]
+        if not episodes:
+            raise DatasetFormatError(f"A subset of dataset {self.dataset_id!r} needs at least one episode.")
+        part = copy.copy(self)
+        part.episodes, part._stats = episodes, None
+        return part
 
     # sizes -----------------------------------------------------------------------------------------
     def __len__(self) -> int:
