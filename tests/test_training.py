@@ -443,6 +443,8 @@ def test_held_out_episodes_are_split_by_the_seed_whole_and_apart(make_offline_da
     assert split_episodes(data, 0.0, 0) == (data, None)
     with pytest.raises(DatasetFormatError, match="dataset.holdout=0.5 needs at least 2 episodes"):
         split_episodes(make_offline_dataset([9]), 0.5, 0)
+    with pytest.raises(DatasetFormatError, match="at least one episode"):
+        data.subset([])
 
 
 HOLDOUT = ["dataset.holdout=0.2", "eval.every=10", "eval.episodes=1", "eval.max_episode_steps=15",
