@@ -34,6 +34,7 @@ class ValidationLoss:
                      "val/train_action_loss": self._windows(train_part, config, normalizer, windows, seeds[1])}
 
     def _windows(self, dataset, config, normalizer, windows: int, seed) -> list[dict]:
+        # the sampler's flat copy of the episodes lives only while the windows are drawn: a run keeps the windows
         sampler = WindowSampler(dataset, config.model.context, BATCH, config.dataset.return_scale, normalizer,
                                 seed=seed, max_timestep=config.model.max_timestep, sampling=config.train.window_sampling)
         batches, left = [], windows
