@@ -17,7 +17,8 @@ JSON found in the out dir into Markdown tables like the paper's:
 
 Protocols (``--protocol``):
 
-- ``cpu``: ``configs/<env>-<kind>.yaml`` (with the local dataset's id) + ``configs/profiles/cpu.yaml`` (width 64, fused tokens),
+- ``cpu``: ``configs/<env>-<kind>.yaml`` (with the local dataset's id) + ``configs/profiles/cpu.yaml`` (width 64, fused tokens)
+  and its files for the dataset (``configs/profiles/cpu/``),
   3000 steps on up to 200k transitions and more in proportion on a larger dataset (6000 on the medium-expert
   datasets' 400k; ``dataset_steps``; ``--steps`` sets one budget for all), where the learning curves of the
   defaults have flattened (BENCHMARKS.md, "Steady final policies"), an evaluation every 500 steps, 10 episodes per target, then the last
@@ -63,7 +64,7 @@ from benchmarks.plots import plot_learning_curves
 from benchmarks.suite_tables import AGENT_NAMES, aggregate, load_runs
 from benchmarks.ray_suite import add_runner_arguments
 from rl_minrnn.configs.schema import ConfigError
-from rl_minrnn.configs.loading import CONFIG_DIR, config_for_dataset, profile_path
+from rl_minrnn.configs.loading import CONFIG_DIR, config_for_dataset, profile_files
 from rl_minrnn.training.options import load_config
 from rl_minrnn.envs.offline import DatasetError, DatasetNotFoundError, load_dataset
 
@@ -86,7 +87,7 @@ PROTOCOLS = {
     # proportion (``dataset_steps``): the medium-expert datasets' learning curves still climbed at 3000 steps
     # and had flattened at 6000 (BENCHMARKS.md, "Steady final policies"); the smaller medium-replay buffers
     # did no better with fewer
-    "cpu": {"profile": profile_path("cpu"), "seeds": [0, 1, 2], "steps": 3000, "budget_transitions": 200_000,
+    "cpu": {"profile": "cpu", "seeds": [0, 1, 2], "steps": 3000, "budget_transitions": 200_000,
             "eval_every": 500, "episodes": 10, "final_episodes": 100, "threads": 1, "device": "cpu"},
     "paper": {"profile": None, "seeds": [0, 1, 2, 3, 4], "steps": 100_000, "eval_every": 10_000,
               "episodes": 100, "final_episodes": 100, "threads": 0, "device": "auto"},
@@ -97,11 +98,11 @@ PROTOCOLS = {
 
 def config_files(dataset_id: str, protocol: str) -> tuple[list[Path], str | None]:
     """The dataset's config (``configs/<env>-<kind>.yaml``, ``config_for_dataset``; the run's overrides set
-    ``dataset.id``), plus the cpu profile for the cpu protocol."""
+    ``dataset.id``), plus the cpu profile's files for the dataset for the cpu protocol (``profile_files``)."""
     path, note = config_for_dataset(dataset_id)
     files = [path]
     if PROTOCOLS[protocol]["profile"] is not None:
-        files.append(PROTOCOLS[protocol]["profile"])
+        files += profile_files(PROTOCOLS[protocol]["profile"], dataset_id)
     return files, note
 
 

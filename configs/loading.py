@@ -134,14 +134,17 @@ def read_config(files: list[str | Path] = (), overrides: list[str] = (), base: d
     return config
 
 
+def _task_and_kind(dataset_id: str) -> tuple[str, str]:
+    parts = dataset_id.split("/")
+    return (parts[-2] if len(parts) >= 2 else ""), parts[-1].rsplit("-v", 1)[0]
+
+
 def config_for_dataset(dataset_id: str) -> tuple[Path, str | None]:
     """The shipped config for a dataset id ``<namespace>/<task>/<kind>-v<N>``: ``configs/<task>-<kind>.yaml``,
     whichever store the data comes from (Minari's ``mujoco/``, an imported ``d4rl/``, a built ``local/``), so
     the locally built suite needs no configs of its own. An id with no config (the sample dataset, test
     datasets) gets its task's medium config, or Hopper's, with a note that says so."""
-    parts = dataset_id.split("/")
-    task = parts[-2] if len(parts) >= 2 else ""
-    kind = parts[-1].rsplit("-v", 1)[0]
+    task, kind = _task_and_kind(dataset_id)
     path = CONFIG_DIR / f"{task}-{kind}.yaml"
     if path.is_file():
         return path, None
@@ -157,3 +160,16 @@ def profile_path(name: str) -> Path:
         names = sorted(p.stem for p in (CONFIG_DIR / "profiles").glob("*.yaml"))
         raise ConfigError(f"Unknown profile {name!r}; available: {', '.join(names)}")
     return path
+
+
+def profile_files(name: str, dataset_id: str) -> list[Path]:
+    """A profile's files for a dataset id ``<namespace>/<task>/<kind>-v<N>``: ``profiles/<name>.yaml``, then
+    those of ``profiles/<name>/<kind>.yaml``, ``<task>.yaml`` and ``<task>-<kind>.yaml`` that exist, most
+    specific last. A profile overrides the per-dataset configs (the cpu profile's width, lr, steps replace the
+    paper's), so what the profile must set differently for a kind of data (the cpu profile's lr on the
+    medium-replay buffers) lives beside it, not in the per-dataset config it would override."""
+    task, kind = _task_and_kind(dataset_id)
+    folder = profile_path(name).with_suffix("")
+    stems = [kind, task, f"{task}-{kind}"] if task else [kind]
+    extra = [folder / f"{stem}.yaml" for stem in stems]
+    return [profile_path(name), *(path for path in extra if path.is_file())]

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
-from rl_minrnn.configs.loading import config_for_dataset, profile_path
+from rl_minrnn.configs.loading import config_for_dataset, profile_files, profile_path, read_config
 from rl_minrnn.training.options import load_config
 from rl_minrnn.deploy.runtime import is_exported_file, load_exported_agent
 from rl_minrnn.envs.evaluation.results import EvaluationResult
@@ -96,7 +96,8 @@ def resolve_config(config: ConfigLike = None, dataset: str | None = None, overri
                    profile: str | None = None, log=print) -> tuple[ExperimentConfig, str]:
     """A validated config and a name for its run folder from any of: an ``ExperimentConfig``, a dict (as in
     ``config.yaml``), a YAML path or several (merged in order), or None with ``dataset`` (its
-    ``configs/<env>-<kind>.yaml``), then ``profile`` (``configs/profiles/<name>.yaml``) and ``overrides``."""
+    ``configs/<env>-<kind>.yaml``), then ``profile`` (``configs/profiles/<name>.yaml`` and its files for the
+    dataset: ``configs.loading.profile_files``) and ``overrides``."""
     base, files = None, []
     if isinstance(config, ExperimentConfig):
         base = config.to_dict()
@@ -112,9 +113,10 @@ def resolve_config(config: ConfigLike = None, dataset: str | None = None, overri
         path, note = config_for_dataset(dataset)
         files = [path]
         log(f"Config for {dataset}: {note or 'configs/' + path.name}")
-    if profile:
-        files.append(profile_path(profile))
     strings = ([f"dataset.id={dataset}"] if dataset else []) + _override_strings(overrides)
+    if profile:  # the profile's files for the dataset the files and overrides name (``profile_files``)
+        dataset_id = read_config([*files, profile_path(profile)], strings, base=base).dataset.id
+        files += profile_files(profile, dataset_id)
     resolved = load_config(files, strings, base=base)
     name = files[0].stem if files and base is None else resolved.dataset.id.replace("/", "-")
     return resolved, name + (f"-{profile}" if profile else "")

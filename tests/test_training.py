@@ -16,7 +16,8 @@ import yaml
 from rl_minrnn.training import CheckpointError, load_agent, read_checkpoint, save_checkpoint
 from rl_minrnn.training import Trainer
 from rl_minrnn.configs.schema import ConfigError
-from rl_minrnn.configs.loading import config_for_dataset
+from rl_minrnn.configs import loading
+from rl_minrnn.configs.loading import config_for_dataset, profile_files
 from rl_minrnn.training.options import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +170,7 @@ def test_every_shipped_config_loads():
     files = sorted((ROOT / "configs").glob("*.yaml"))
     assert len(files) == 12  # 3 envs x medium, medium-replay, medium-expert, expert
     for f in files:
-        cfg = load_config([f, ROOT / "configs" / "profiles" / "cpu.yaml"])
+        cfg = load_config([f, *profile_files("cpu", load_config([f]).dataset.id)])
         assert cfg.dataset.id and cfg.eval.target_returns
         # the config a dataset id picks is the file that names it, whichever store the id comes from
         task, kind = f.stem.split("-", 1)
@@ -184,6 +185,57 @@ def test_shipped_configs_hold_only_what_differs_from_the_defaults():
             for key, value in values.items():
                 if (section, key) not in {("dataset", "id"), ("eval", "target_returns")}:
                     assert load_config([f]).to_dict()[section][key] != defaults[section][key], (f.name, section, key)
+
+
+def test_a_profiles_files_for_a_dataset_come_after_it_most_specific_last(tmp_path, monkeypatch):
+    monkeypatch.setattr(loading, "CONFIG_DIR", tmp_path)
+    (tmp_path / "profiles" / "p").mkdir(parents=True)
+    (tmp_path / "profiles" / "p.yaml").write_text("train: {lr: 1.0e-3}\n")
+    for stem, lr in (("medium-replay", 3.0e-4), ("hopper", 2.0e-4), ("hopper-medium-replay", 1.0e-4)):
+        (tmp_path / "profiles" / "p" / f"{stem}.yaml").write_text(f"train: {{lr: {lr}}}\n")
+    folder = tmp_path / "profiles" / "p"
+    assert profile_files("p", "local/hopper/medium-replay-v0") == [
+        tmp_path / "profiles" / "p.yaml", folder / "medium-replay.yaml", folder / "hopper.yaml",
+        folder / "hopper-medium-replay.yaml"]
+    assert profile_files("p", "d4rl/walker2d/medium-replay-v2") == [tmp_path / "profiles" / "p.yaml",
+                                                                    folder / "medium-replay.yaml"]
+    assert profile_files("p", "mujoco/hopper/medium-v0") == [tmp_path / "profiles" / "p.yaml", folder / "hopper.yaml"]
+    assert profile_files("p", "medium-replay-v0") == [tmp_path / "profiles" / "p.yaml", folder / "medium-replay.yaml"]
+    assert load_config(profile_files("p", "local/hopper/medium-replay-v0")).train.lr == 1.0e-4
+    with pytest.raises(ConfigError, match="Unknown profile 'q'; available: p"):
+        profile_files("q", "local/hopper/medium-v0")
+
+
+def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_path):
+    """The cpu profile sets one lr for every dataset; its ``medium-replay.yaml`` sets the medium-replay
+    buffers' own. The command line and Python API (``resolve_config``, whichever way the dataset is named) and
+    the suite read it; a ``--set`` still has the last word; the medium datasets keep the profile's."""
+    from benchmarks import suite
+    from rl_minrnn import api
+
+    profile_lr = load_config([loading.profile_path("cpu")]).train.lr
+    replay_lr = yaml.safe_load((ROOT / "configs/profiles/cpu/medium-replay.yaml").read_text())["train"]["lr"]
+    assert replay_lr != profile_lr
+    quiet = lambda *a: None  # noqa: E731
+    for dataset_id, lr in (("local/walker2d/medium-replay-v0", replay_lr), ("local/walker2d/medium-v0", profile_lr)):
+        assert api.resolve_config(dataset=dataset_id, profile="cpu", log=quiet)[0].train.lr == lr
+        config_file = ROOT / "configs" / f"{dataset_id.split('/')[1]}-{dataset_id.split('/')[2][:-3]}.yaml"
+        assert api.resolve_config(config_file, overrides=[f"dataset.id={dataset_id}"], profile="cpu",
+                                  log=quiet)[0].train.lr == lr
+        files, _ = suite.config_files(dataset_id, "cpu")
+        assert load_config(files, [f"dataset.id={dataset_id}"]).train.lr == lr
+    assert api.resolve_config(dataset="local/hopper/medium-replay-v0", profile="cpu", overrides=["train.lr=0.002"],
+                              log=quiet)[0].train.lr == 0.002
+    assert api.resolve_config(dataset="local/hopper/medium-replay-v0", log=quiet)[0].train.lr == load_config().train.lr
+
+
+def test_the_profiles_dataset_files_hold_only_what_differs_from_the_profile():
+    for folder in sorted(p for p in (ROOT / "configs" / "profiles").iterdir() if p.is_dir()):
+        profile = load_config([folder.with_suffix(".yaml")]).to_dict()
+        for f in sorted(folder.glob("*.yaml")):
+            for section, values in yaml.safe_load(f.read_text()).items():
+                for key, value in values.items():
+                    assert load_config([folder.with_suffix(".yaml"), f]).to_dict()[section][key] != profile[section][key]
 
 
 def test_a_dataset_without_a_config_of_its_own_gets_its_tasks_medium_config():
