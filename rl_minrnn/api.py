@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
-from rl_minrnn.configs.loading import config_for_dataset, profile_files, profile_path, read_config
+from rl_minrnn.configs.loading import CONFIG_DIR, config_for_dataset, profile_files, profile_path, read_config
 from rl_minrnn.training.options import load_config
 from rl_minrnn.deploy.runtime import is_exported_file, load_exported_agent
 from rl_minrnn.envs.evaluation.results import EvaluationResult
@@ -92,6 +92,14 @@ def _override_strings(overrides) -> list[str]:
     return list(overrides)
 
 
+def _shown(path: Path) -> str:
+    """A shipped config file as ``configs/...`` (where it lives in the repository), any other as given."""
+    try:
+        return f"configs/{Path(path).relative_to(CONFIG_DIR).as_posix()}"
+    except ValueError:
+        return str(path)
+
+
 def resolve_config(config: ConfigLike = None, dataset: str | None = None, overrides=None,
                    profile: str | None = None, log=print) -> tuple[ExperimentConfig, str]:
     """A validated config and a name for its run folder from any of: an ``ExperimentConfig``, a dict (as in
@@ -116,7 +124,10 @@ def resolve_config(config: ConfigLike = None, dataset: str | None = None, overri
     strings = ([f"dataset.id={dataset}"] if dataset else []) + _override_strings(overrides)
     if profile:  # the profile's files for the dataset the files and overrides name (``profile_files``)
         dataset_id = read_config([*files, profile_path(profile)], strings, base=base).dataset.id
-        files += profile_files(profile, dataset_id)
+        profiled = profile_files(profile, dataset_id)
+        if len(profiled) > 1:
+            log(f"Profile {profile} for {dataset_id}: " + " + ".join(_shown(path) for path in profiled))
+        files += profiled
     resolved = load_config(files, strings, base=base)
     name = files[0].stem if files and base is None else resolved.dataset.id.replace("/", "-")
     return resolved, name + (f"-{profile}" if profile else "")

@@ -224,8 +224,11 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
                                   log=quiet)[0].train.lr == lr
         files, _ = suite.config_files(dataset_id, "cpu")
         assert load_config(files, [f"dataset.id={dataset_id}"]).train.lr == lr
+    said = []
     assert api.resolve_config(dataset="local/hopper/medium-replay-v0", profile="cpu", overrides=["train.lr=0.002"],
-                              log=quiet)[0].train.lr == 0.002
+                              log=said.append)[0].train.lr == 0.002
+    assert ("Profile cpu for local/hopper/medium-replay-v0: configs/profiles/cpu.yaml + "
+            "configs/profiles/cpu/medium-replay.yaml") in said
     assert api.resolve_config(dataset="local/hopper/medium-replay-v0", log=quiet)[0].train.lr == load_config().train.lr
 
 
