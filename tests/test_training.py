@@ -208,7 +208,7 @@ def test_a_profiles_files_for_a_dataset_come_after_it_most_specific_last(tmp_pat
 
 def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_path):
     """The cpu profile sets one lr for every dataset; its ``medium-replay.yaml`` sets the medium-replay
-    buffers' own. The command line and Python API (``resolve_config``, whichever way the dataset is named) and
+    buffers' own, ``hopper-medium-expert.yaml`` that dataset's token layout. The command line and Python API (``resolve_config``, whichever way the dataset is named) and
     the suite read it; a ``--set`` still has the last word; the medium datasets keep the profile's."""
     from benchmarks import suite
     from rl_minrnn import api
@@ -217,19 +217,24 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
     replay_lr = yaml.safe_load((ROOT / "configs/profiles/cpu/medium-replay.yaml").read_text())["train"]["lr"]
     assert replay_lr != profile_lr
     quiet = lambda *a: None  # noqa: E731
+
+    def suite_config(dataset_id):
+        return load_config(suite.config_files(dataset_id, "cpu")[0], [f"dataset.id={dataset_id}"])
     for dataset_id, lr in (("local/walker2d/medium-replay-v0", replay_lr), ("local/walker2d/medium-v0", profile_lr)):
         assert api.resolve_config(dataset=dataset_id, profile="cpu", log=quiet)[0].train.lr == lr
         config_file = ROOT / "configs" / f"{dataset_id.split('/')[1]}-{dataset_id.split('/')[2][:-3]}.yaml"
         assert api.resolve_config(config_file, overrides=[f"dataset.id={dataset_id}"], profile="cpu",
                                   log=quiet)[0].train.lr == lr
-        files, _ = suite.config_files(dataset_id, "cpu")
-        assert load_config(files, [f"dataset.id={dataset_id}"]).train.lr == lr
+        assert suite_config(dataset_id).train.lr == lr
     said = []
     assert api.resolve_config(dataset="local/hopper/medium-replay-v0", profile="cpu", overrides=["train.lr=0.002"],
                               log=said.append)[0].train.lr == 0.002
     assert ("Profile cpu for local/hopper/medium-replay-v0: configs/profiles/cpu.yaml + "
             "configs/profiles/cpu/medium-replay.yaml") in said
     assert api.resolve_config(dataset="local/hopper/medium-replay-v0", log=quiet)[0].train.lr == load_config().train.lr
+    # a task-and-kind file: Hopper medium-expert's token layout, not Walker2d medium-expert's
+    assert suite_config("local/hopper/medium-expert-v0").model.tokens == "interleaved"
+    assert suite_config("local/walker2d/medium-expert-v0").model.tokens == load_config([loading.profile_path("cpu")]).model.tokens
 
 
 def test_the_profiles_dataset_files_hold_only_what_differs_from_the_profile():
