@@ -315,3 +315,89 @@ def test_steady_final_tables_the_held_out_loss_against_the_score(tmp_path):
     assert [s["held_fell_after_best"] for s in held] == [False, True]
     md = (tmp_path / "steady_final.md").read_text()
     assert "| holdout=0.1 | local/hopper/medium-v0 | 2 | 0.1000 -> 0.0800 | 1250 | +6.2% | +0.0100 | 750 | 55.0 -> 37.5 | 1 of 2 |" in md
+
+
+def test_compose_suite_takes_only_runs_whose_settings_are_todays(tiny_dataset, tmp_path):
+    """A run joins the composed suite only when its config (completed as a resume would) equals the one today's
+    protocol gives it; a peer's only when the settings its worker receives do (d3rlpy's DT has no token layout);
+    the earlier folder wins, and a missing cell names the nearest run and what differs."""
+    from benchmarks import compose_suite, suite
+    from benchmarks.suite import run_overrides
+    from rl_minrnn.training.options import load_config
+
+    d = tiny_dataset.dataset_id
+    datasets = {d: tiny_dataset}
+    plans = suite.dataset_plans({**suite.PROTOCOLS["cpu"], "protocol": "cpu", "overrides": []}, datasets)
+    cells = [(d, "mingru", 0), (d, "mingru", 1), (d, "d3rlpy_dt", 0), (d, "dt", 0)]
+    expected = compose_suite.expected_settings(cells, plans, datasets, "cpu")
+
+    def run(agent, seed, *extra):
+        config = load_config(suite.config_files(d, "cpu")[0], run_overrides(d, agent, seed, plans[d]) + list(extra))
+        return {"dataset": d, "agent": agent, "seed": seed, "config": config.to_dict()}
+
+    def write(folder, name, record):
+        (folder / "runs").mkdir(parents=True, exist_ok=True)
+        (folder / "runs" / name).write_text(json.dumps(record))
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    write(first, "a.json", run("mingru", 0, "train.lr=0.123"))            # another lr: not today's run
+    write(second, "b.json", run("mingru", 0))
+    write(first, "c.json", run("d3rlpy_dt", 0, "model.tokens=interleaved"))  # nothing d3rlpy receives
+    write(second, "d.json", run("mingru", 1))
+    write(first, "e.json", run("mingru", 1))                                # both match: the first folder's
+    write(second, "f.json", run("dt", 0, "model.tokens=interleaved"))       # our DT has a token layout
+    saved = run("mingru", 0)
+    del saved["config"]["train"]["ema_ramp"]  # a key added since: completed with the value such a run had (10)
+    write(tmp_path / "third", "g.json", saved)
+
+    chosen, missing = compose_suite.select_runs([first, second], expected, datasets)
+    assert chosen[d, "mingru", 0][0].name == "b.json" and chosen[d, "mingru", 1][0].name == "e.json"
+    assert chosen[d, "d3rlpy_dt", 0][0].name == "c.json"
+    assert set(missing) == {(d, "dt", 0)}
+    path, diff = missing[d, "dt", 0]
+    assert path.name == "f.json" and diff == {"model.tokens": ("fused", "interleaved")}
+    assert compose_suite.select_runs([tmp_path / "third"], expected, datasets)[0][d, "mingru", 0][0].name == "g.json"
+    _, none = compose_suite.select_runs([tmp_path / "empty"], {(d, "dt", 0): expected[d, "dt", 0]}, datasets)
+    assert none == {(d, "dt", 0): (None, {})}
+    report = compose_suite.compose_report(chosen, missing, "cmd")
+    assert "| second |" in report and "model.tokens: fused -> interleaved" in report
+
+
+def test_compose_suite_refuses_folders_without_runs_and_an_out_among_them(tmp_path, capsys):
+    from benchmarks import compose_suite
+
+    (tmp_path / "a" / "runs").mkdir(parents=True)
+    assert compose_suite.main(["--from", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert "has no runs/ folder" in capsys.readouterr().err
+    assert compose_suite.main(["--from", str(tmp_path / "a"), "--out", str(tmp_path / "a")]) == 2
+    assert "is one of the --from folders" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compose_suite_tabulates_the_matching_runs_of_a_real_suite(tiny_dataset, tmp_path, monkeypatch):
+    """End to end: a tiny suite's runs composed into a new folder (each naming its source) and tabled by the
+    suite's own ``--aggregate-only``; a run whose config was edited stays out and is listed as missing."""
+    from benchmarks import compose_suite, suite
+
+    monkeypatch.setitem(suite.PROTOCOLS, "cpu", {**suite.PROTOCOLS["cpu"], "steps": 2, "eval_every": 2, "episodes": 1,
+                                                 "final_episodes": 1, "seeds": [0, 1]})
+    monkeypatch.setattr(suite, "run_overrides", lambda *a, _o=suite.run_overrides: _o(*a) + [
+        "model.width=8", "model.depth=1", "eval.max_episode_steps=10", "eval.target_returns=[100]"])
+    source, out = tmp_path / "suite", tmp_path / "composed"
+    assert suite.main(["--protocol", "cpu", "--datasets", tiny_dataset.dataset_id, "--agents", "mingru",
+                       "--out", str(source), "--run-root", str(tmp_path / "runs"), "--quiet"]) == 0
+    edited = source / "runs" / f"{suite.run_name(tiny_dataset.dataset_id, 'mingru', 1)}.json"
+    record = json.loads(edited.read_text())
+    record["config"]["train"]["lr"] = 0.5
+    edited.write_text(json.dumps(record))
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "stale.json").write_text("{}")  # an earlier composition's run does not linger
+    argv = ["--from", str(source), "--out", str(out), "--datasets", tiny_dataset.dataset_id, "--agents", "mingru"]
+    assert compose_suite.main(argv) == 0
+    runs = sorted(p.name for p in (out / "runs").glob("*.json"))
+    assert runs == [f"{suite.run_name(tiny_dataset.dataset_id, 'mingru', 0)}.json"]
+    assert json.loads((out / "runs" / runs[0]).read_text())["composed_from"].endswith(runs[0])
+    composed = json.loads((out / "compose.json").read_text())
+    assert [m["seed"] for m in composed["missing"]] == [1] and composed["missing"][0]["differences"] == {"train.lr": [0.001, 0.5]}
+    md = (out / "suite.md").read_text()
+    assert "(n=1)" in md and "--aggregate-only" in md
