@@ -69,6 +69,15 @@ def expected_settings(cells: list[tuple[str, str, int]], plans: dict, datasets: 
             for d, a, s in cells}
 
 
+def _differences(expected: dict, agent: str, run: dict, dataset) -> dict:
+    if not isinstance(run.get("config"), dict):
+        return {"config": ("today's", "not recorded in the run JSON")}
+    try:
+        return setting_differences(expected, run_settings(agent, recorded_config(run), dataset))
+    except ConfigError as exc:  # a value today's rules refuse: that run cannot be today's
+        return {"config": ("today's", f"not valid today: {str(exc).splitlines()[0]}")}
+
+
 def select_runs(sources: list[Path], expected: dict, datasets: dict) -> tuple[dict, dict]:
     """``(chosen, missing)``: ``chosen[cell] = (path, run)``, the first run in ``sources`` order whose settings
     equal today's; ``missing[cell] = (path, differences)`` for the candidate with the fewest differing keys
@@ -82,8 +91,7 @@ def select_runs(sources: list[Path], expected: dict, datasets: dict) -> tuple[di
                 candidates[cell].append((path, run))
     chosen, missing = {}, {}
     for (d, a, s), runs in candidates.items():
-        scored = [(path, run, setting_differences(expected[d, a, s], run_settings(a, recorded_config(run), datasets[d])))
-                  for path, run in runs]
+        scored = [(path, run, _differences(expected[d, a, s], a, run, datasets[d])) for path, run in runs]
         match = next(((path, run) for path, run, diff in scored if not diff), None)
         if match is not None:
             chosen[d, a, s] = match

@@ -349,6 +349,10 @@ def test_compose_suite_takes_only_runs_whose_settings_are_todays(tiny_dataset, t
     saved = run("mingru", 0)
     del saved["config"]["train"]["ema_ramp"]  # a key added since: completed with the value such a run had (10)
     write(tmp_path / "third", "g.json", saved)
+    invalid = run("dt", 0)
+    invalid["config"]["train"]["lr"] = -1.0  # refused by today's rules: a difference, not a crash
+    write(tmp_path / "fourth", "h.json", invalid)
+    write(tmp_path / "fourth", "i.json", {"dataset": d, "agent": "mingru", "seed": 0})
 
     chosen, missing = compose_suite.select_runs([first, second], expected, datasets)
     assert chosen[d, "mingru", 0][0].name == "b.json" and chosen[d, "mingru", 1][0].name == "e.json"
@@ -359,6 +363,9 @@ def test_compose_suite_takes_only_runs_whose_settings_are_todays(tiny_dataset, t
     assert compose_suite.select_runs([tmp_path / "third"], expected, datasets)[0][d, "mingru", 0][0].name == "g.json"
     _, none = compose_suite.select_runs([tmp_path / "empty"], {(d, "dt", 0): expected[d, "dt", 0]}, datasets)
     assert none == {(d, "dt", 0): (None, {})}
+    _, refused = compose_suite.select_runs([tmp_path / "fourth"], expected, datasets)
+    assert "not valid today: train.lr" in refused[d, "dt", 0][1]["config"][1]
+    assert refused[d, "mingru", 0][1] == {"config": ("today's", "not recorded in the run JSON")}
     report = compose_suite.compose_report(chosen, missing, "cmd")
     assert "| second |" in report and "model.tokens: fused -> interleaved" in report
 
