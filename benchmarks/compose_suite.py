@@ -14,8 +14,8 @@ slip in. Equal configs are not equal code:
         benchmarks/results/tokens-hopper benchmarks/results/suite-cpu-nine --out benchmarks/results/suite-cpu-defaults
 
 Earlier ``--from`` folders win where several hold a matching run. Writes ``<out>/runs/<dataset>__<agent>__seed<k>.json``
-(each with ``composed_from``), ``<out>/compose.{md,json}`` (the source of every cell, and for every missing one
-the nearest run's differing keys), then the suite's own tables (``suite.md``, curves) with ``--aggregate-only``.
+(each a byte-for-byte copy of its source), ``<out>/compose.{md,json}`` (the source of every cell, and for every
+missing one the nearest run's differing keys), then the suite's own tables (``suite.md``, curves) with ``--aggregate-only``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -171,8 +172,9 @@ def main(argv=None) -> int:
     if runs_dir.is_dir():  # a composition is rebuilt whole: no run of an earlier one may linger
         for stale in runs_dir.glob("*.json"):
             stale.unlink()
-    for (d, a, s), (path, run) in chosen.items():
-        write_json(runs_dir / f"{suite.run_name(d, a, s)}.json", {**run, "composed_from": str(path)})
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for (d, a, s), (path, _) in chosen.items():  # byte for byte: git stores the copy as the source's own blob
+        shutil.copyfile(path, runs_dir / f"{suite.run_name(d, a, s)}.json")
     report = compose_report(chosen, missing, command)
     (out / "compose.md").write_text(report)
     write_json(out / "compose.json", {

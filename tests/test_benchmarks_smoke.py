@@ -382,7 +382,7 @@ def test_compose_suite_refuses_folders_without_runs_and_an_out_among_them(tmp_pa
 
 @pytest.mark.slow
 def test_compose_suite_tabulates_the_matching_runs_of_a_real_suite(tiny_dataset, tmp_path, monkeypatch):
-    """End to end: a tiny suite's runs composed into a new folder (each naming its source) and tabled by the
+    """End to end: a tiny suite's runs copied into a new folder (compose.json names each source) and tabled by the
     suite's own ``--aggregate-only``; a run whose config was edited stays out and is listed as missing."""
     from benchmarks import compose_suite, suite
 
@@ -403,8 +403,9 @@ def test_compose_suite_tabulates_the_matching_runs_of_a_real_suite(tiny_dataset,
     assert compose_suite.main(argv) == 0
     runs = sorted(p.name for p in (out / "runs").glob("*.json"))
     assert runs == [f"{suite.run_name(tiny_dataset.dataset_id, 'mingru', 0)}.json"]
-    assert json.loads((out / "runs" / runs[0]).read_text())["composed_from"].endswith(runs[0])
+    assert (out / "runs" / runs[0]).read_bytes() == (source / "runs" / runs[0]).read_bytes()
     composed = json.loads((out / "compose.json").read_text())
+    assert [c["from"] for c in composed["chosen"]] == [str(source / "runs" / runs[0])]
     assert [m["seed"] for m in composed["missing"]] == [1] and composed["missing"][0]["differences"] == {"train.lr": [0.001, 0.5]}
     md = (out / "suite.md").read_text()
     assert "(n=1)" in md and "--aggregate-only" in md
