@@ -32,16 +32,7 @@ from benchmarks.common import write_json
 from benchmarks.peers.d3rlpy_dt import worker_spec
 from rl_minrnn.configs.schema import ConfigError
 from rl_minrnn.training.options import load_config
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+from rl_minrnn.training.run_logging import flatten
 
 
 def run_settings(agent: str, config, dataset) -> dict:
@@ -49,7 +40,7 @@ def run_settings(agent: str, config, dataset) -> dict:
     settings its worker receives (``worker_spec``: d3rlpy's DT has no token layout or weight average to set)."""
     if agent in suite.PEERS:
         return {k: v for k, v in worker_spec(config, dataset, Path("-")).items() if k != "data"}
-    return _flat(config.to_dict())
+    return flatten(config.to_dict())
 
 
 def setting_differences(expected: dict, recorded: dict) -> dict:
