@@ -208,7 +208,8 @@ def test_a_profiles_files_for_a_dataset_come_after_it_most_specific_last(tmp_pat
 
 def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_path):
     """The cpu profile sets one lr for every dataset; its ``medium-replay.yaml`` sets the medium-replay
-    buffers' own, ``hopper-medium-expert.yaml`` that dataset's token layout. The command line and Python API (``resolve_config``, whichever way the dataset is named) and
+    buffers' own, ``hopper-medium-expert.yaml`` that dataset's token layout, ``hopper-medium-replay.yaml`` its
+    weight-average ramp. The command line and Python API (``resolve_config``, whichever way the dataset is named) and
     the suite read it; a ``--set`` still has the last word; the medium datasets keep the profile's."""
     from benchmarks import suite
     from rl_minrnn import api
@@ -227,10 +228,17 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
                                   log=quiet)[0].train.lr == lr
         assert suite_config(dataset_id).train.lr == lr
     said = []
-    assert api.resolve_config(dataset="local/hopper/medium-replay-v0", profile="cpu", overrides=["train.lr=0.002"],
+    assert api.resolve_config(dataset="local/walker2d/medium-replay-v0", profile="cpu", overrides=["train.lr=0.002"],
                               log=said.append)[0].train.lr == 0.002
-    assert ("Profile cpu for local/hopper/medium-replay-v0: configs/profiles/cpu.yaml + "
+    assert ("Profile cpu for local/walker2d/medium-replay-v0: configs/profiles/cpu.yaml + "
             "configs/profiles/cpu/medium-replay.yaml") in said
+    # a task-and-kind file after the kind's: Hopper medium-replay's weight-average ramp, with the buffers' lr
+    said.clear()
+    hopper_replay = api.resolve_config(dataset="local/hopper/medium-replay-v0", profile="cpu", log=said.append)[0]
+    assert (hopper_replay.train.lr, hopper_replay.train.ema_ramp) == (replay_lr, 4.0)
+    assert ("Profile cpu for local/hopper/medium-replay-v0: configs/profiles/cpu.yaml + "
+            "configs/profiles/cpu/medium-replay.yaml + configs/profiles/cpu/hopper-medium-replay.yaml") in said
+    assert suite_config("local/walker2d/medium-replay-v0").train.ema_ramp == load_config().train.ema_ramp
     assert api.resolve_config(dataset="local/hopper/medium-replay-v0", log=quiet)[0].train.lr == load_config().train.lr
     # a task-and-kind file: Hopper medium-expert's token layout, not Walker2d medium-expert's
     assert suite_config("local/hopper/medium-expert-v0").model.tokens == "interleaved"
