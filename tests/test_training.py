@@ -207,21 +207,24 @@ def test_a_profiles_files_for_a_dataset_come_after_it_most_specific_last(tmp_pat
 
 
 def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_path):
-    """The cpu profile sets one lr for every dataset; its ``medium-replay.yaml`` sets the medium-replay
-    buffers' own, ``hopper-medium-expert.yaml`` that dataset's token layout, ``hopper-medium-replay.yaml`` its
-    weight-average ramp. The command line and Python API (``resolve_config``, whichever way the dataset is named) and
-    the suite read it; a ``--set`` still has the last word; the medium datasets keep the profile's."""
+    """The cpu profile sets one lr for every dataset; its ``walker2d-medium-replay.yaml`` and
+    ``hopper-medium-replay.yaml`` set those buffers' own (the latter also the weight-average ramp),
+    ``hopper-medium-expert.yaml`` that dataset's token layout. The command line and Python API (``resolve_config``,
+    whichever way the dataset is named) and the suite read them; a ``--set`` still has the last word; the medium
+    datasets and HalfCheetah medium-replay keep the profile's."""
     from benchmarks import suite
     from rl_minrnn import api
 
-    profile_lr = load_config([loading.profile_path("cpu")]).train.lr
-    replay_lr = yaml.safe_load((ROOT / "configs/profiles/cpu/medium-replay.yaml").read_text())["train"]["lr"]
-    assert replay_lr != profile_lr
+    profile = load_config([loading.profile_path("cpu")])
+    replay_lr = yaml.safe_load((ROOT / "configs/profiles/cpu/walker2d-medium-replay.yaml").read_text())["train"]["lr"]
+    assert replay_lr != profile.train.lr
     quiet = lambda *a: None  # noqa: E731
 
     def suite_config(dataset_id):
         return load_config(suite.config_files(dataset_id, "cpu")[0], [f"dataset.id={dataset_id}"])
-    for dataset_id, lr in (("local/walker2d/medium-replay-v0", replay_lr), ("local/walker2d/medium-v0", profile_lr)):
+    for dataset_id, lr in (("local/walker2d/medium-replay-v0", replay_lr), ("local/hopper/medium-replay-v0", replay_lr),
+                           ("local/walker2d/medium-v0", profile.train.lr),
+                           ("local/halfcheetah/medium-replay-v0", profile.train.lr)):
         assert api.resolve_config(dataset=dataset_id, profile="cpu", log=quiet)[0].train.lr == lr
         config_file = ROOT / "configs" / f"{dataset_id.split('/')[1]}-{dataset_id.split('/')[2][:-3]}.yaml"
         assert api.resolve_config(config_file, overrides=[f"dataset.id={dataset_id}"], profile="cpu",
@@ -231,18 +234,14 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
     assert api.resolve_config(dataset="local/walker2d/medium-replay-v0", profile="cpu", overrides=["train.lr=0.002"],
                               log=said.append)[0].train.lr == 0.002
     assert ("Profile cpu for local/walker2d/medium-replay-v0: configs/profiles/cpu.yaml + "
-            "configs/profiles/cpu/medium-replay.yaml") in said
-    # a task-and-kind file after the kind's: Hopper medium-replay's weight-average ramp, with the buffers' lr
-    said.clear()
-    hopper_replay = api.resolve_config(dataset="local/hopper/medium-replay-v0", profile="cpu", log=said.append)[0]
-    assert (hopper_replay.train.lr, hopper_replay.train.ema_ramp) == (replay_lr, 4.0)
-    assert ("Profile cpu for local/hopper/medium-replay-v0: configs/profiles/cpu.yaml + "
-            "configs/profiles/cpu/medium-replay.yaml + configs/profiles/cpu/hopper-medium-replay.yaml") in said
-    assert suite_config("local/walker2d/medium-replay-v0").train.ema_ramp == load_config().train.ema_ramp
+            "configs/profiles/cpu/walker2d-medium-replay.yaml") in said
     assert api.resolve_config(dataset="local/hopper/medium-replay-v0", log=quiet)[0].train.lr == load_config().train.lr
+    # Hopper medium-replay's weight-average ramp is its own
+    assert suite_config("local/hopper/medium-replay-v0").train.ema_ramp == 4.0
+    assert suite_config("local/walker2d/medium-replay-v0").train.ema_ramp == profile.train.ema_ramp
     # a task-and-kind file: Hopper medium-expert's token layout, not Walker2d medium-expert's
     assert suite_config("local/hopper/medium-expert-v0").model.tokens == "interleaved"
-    assert suite_config("local/walker2d/medium-expert-v0").model.tokens == load_config([loading.profile_path("cpu")]).model.tokens
+    assert suite_config("local/walker2d/medium-expert-v0").model.tokens == profile.model.tokens
 
 
 def test_the_profiles_dataset_files_hold_only_what_differs_from_the_profile():
