@@ -73,11 +73,16 @@ def _differences(expected: dict, agent: str, run: dict, dataset) -> dict:
 def select_runs(sources: list[Path], expected: dict, datasets: dict) -> tuple[dict, dict]:
     """``(chosen, missing)``: ``chosen[cell] = (path, run)``, the first run in ``sources`` order whose settings
     equal today's; ``missing[cell] = (path, differences)`` for the candidate with the fewest differing keys
-    (``(None, {})`` when no folder holds a run of that cell)."""
+    (``(None, {})`` when no folder holds a run of that cell). A file that is not a run JSON raises ValueError."""
     candidates: dict = {cell: [] for cell in expected}
     for folder in sources:
         for path in sorted((folder / "runs").glob("*.json")):
-            run = json.loads(path.read_text())
+            try:
+                run = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{path} is not a readable run JSON ({exc}); remove it or rerun that run") from None
+            if not isinstance(run, dict):
+                raise ValueError(f"{path} is not a run JSON (no object at its top); remove it or rerun that run")
             cell = (run.get("dataset"), run.get("agent"), run.get("seed"))
             if cell in candidates:
                 candidates[cell].append((path, run))
@@ -157,7 +162,11 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    chosen, missing = select_runs(sources, expected, available)
+    try:
+        chosen, missing = select_runs(sources, expected, available)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     runs_dir = out / "runs"
     if runs_dir.is_dir():  # a composition is rebuilt whole: no run of an earlier one may linger

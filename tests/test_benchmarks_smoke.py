@@ -366,6 +366,10 @@ def test_compose_suite_takes_only_runs_whose_settings_are_todays(tiny_dataset, t
     _, refused = compose_suite.select_runs([tmp_path / "fourth"], expected, datasets)
     assert "not valid today: train.lr" in refused[d, "dt", 0][1]["config"][1]
     assert refused[d, "mingru", 0][1] == {"config": ("today's", "not recorded in the run JSON")}
+    write(tmp_path / "broken", "j.json", {})
+    (tmp_path / "broken" / "runs" / "j.json").write_text("{not json")
+    with pytest.raises(ValueError, match="j.json is not a readable run JSON"):
+        compose_suite.select_runs([tmp_path / "broken"], expected, datasets)
     report = compose_suite.compose_report(chosen, missing, "cmd")
     assert "| second |" in report and "model.tokens: fused -> interleaved" in report
 
