@@ -144,9 +144,7 @@ def main(argv=None) -> int:
         print(f"error: --out {out} is one of the --from folders; compose into a new folder", file=sys.stderr)
         return 2
     proto = suite.PROTOCOLS[args.protocol]
-    plan = {"protocol": args.protocol, "steps": proto["steps"], "budget_transitions": proto.get("budget_transitions"),
-            "eval_every": proto["eval_every"], "episodes": proto["episodes"], "final_episodes": proto["final_episodes"],
-            "threads": proto["threads"], "device": proto["device"], "overrides": []}
+    plan = suite.protocol_plan(args.protocol)  # today's defaults: nothing overridden
     available = {}
     for d in args.datasets:  # a run's budget depends on its dataset's size (suite.dataset_steps)
         ds, why = suite.dataset_available(d)

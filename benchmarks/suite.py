@@ -96,6 +96,21 @@ PROTOCOLS = {
 
 # ----------------------------------------------------------------------------------------------- configs
 
+def protocol_plan(protocol: str, steps: int | None = None, eval_every: int | None = None, episodes: int | None = None,
+                  final_episodes: int | None = None, threads: int | None = None, device: str | None = None,
+                  overrides=(), **where) -> dict:
+    """The run plan of a protocol (what ``run_overrides`` turns into each run's settings), each value the
+    protocol's unless given; a given ``steps`` is every dataset's budget (no ``budget_transitions`` rule).
+    ``where``: the plan's places (``out``, ``run_root``). The suite, sweeps and ``compose_suite`` build it here."""
+    proto = PROTOCOLS[protocol]
+    given = lambda value, default: default if value is None else value  # noqa: E731
+    return {"protocol": protocol, "steps": given(steps, proto["steps"]),
+            "budget_transitions": None if steps is not None else proto.get("budget_transitions"),
+            "eval_every": given(eval_every, proto["eval_every"]), "episodes": given(episodes, proto["episodes"]),
+            "final_episodes": given(final_episodes, proto["final_episodes"]), "threads": given(threads, proto["threads"]),
+            "device": given(device, proto["device"]), "overrides": list(overrides), **where}
+
+
 def config_files(dataset_id: str, protocol: str) -> tuple[list[Path], str | None]:
     """The dataset's config (``configs/<env>-<kind>.yaml``, ``config_for_dataset``; the run's overrides set
     ``dataset.id``), plus the cpu profile's files for the dataset for the cpu protocol (``profile_files``)."""
@@ -324,14 +339,9 @@ def main(argv=None) -> int:
 
     proto = PROTOCOLS[args.protocol]
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"suite-{args.protocol}")
-    plan = {"protocol": args.protocol, "steps": args.steps or proto["steps"],
-            "budget_transitions": None if args.steps else proto.get("budget_transitions"),  # --steps: for every dataset
-            "eval_every": args.eval_every if args.eval_every is not None else proto["eval_every"],
-            "episodes": args.episodes or proto["episodes"],
-            "final_episodes": args.final_episodes if args.final_episodes is not None else proto["final_episodes"],
-            "threads": args.threads if args.threads is not None else proto["threads"],
-            "device": args.device or proto["device"], "overrides": list(args.overrides),
-            "out": str(out), "run_root": args.run_root}
+    plan = protocol_plan(args.protocol, steps=args.steps or None, eval_every=args.eval_every,  # --steps: every dataset's
+                         episodes=args.episodes or None, final_episodes=args.final_episodes, threads=args.threads,
+                         device=args.device or None, overrides=args.overrides, out=str(out), run_root=args.run_root)
     seeds = args.seeds if args.seeds is not None else proto["seeds"]
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     runs_dir = out / "runs"

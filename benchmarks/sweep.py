@@ -160,13 +160,10 @@ def plan_jobs(sweep: dict, path: str, out: Path, run_root: str) -> tuple[dict, l
     """The base plan (the suite's) and one job per variant x dataset x seed x agent (seeds outer)."""
     protocol = sweep.get("protocol", "cpu")
     proto = suite.PROTOCOLS[protocol]
-    plan = {"protocol": protocol, "steps": sweep.get("steps", proto["steps"]),
-            # without ``steps`` the protocol's budget rule: more steps on a larger dataset (suite.dataset_steps)
-            "budget_transitions": None if "steps" in sweep else proto.get("budget_transitions"),
-            "eval_every": sweep.get("eval_every", proto["eval_every"]), "episodes": sweep.get("episodes", proto["episodes"]),
-            "final_episodes": sweep.get("final_episodes", proto["final_episodes"]),
-            "threads": proto["threads"], "device": proto["device"], "overrides": list(sweep.get("set") or []),
-            "out": str(out), "run_root": run_root}
+    # without ``steps`` the protocol's budget rule: more steps on a larger dataset (suite.dataset_steps)
+    plan = suite.protocol_plan(protocol, steps=sweep.get("steps"), eval_every=sweep.get("eval_every"),
+                               episodes=sweep.get("episodes"), final_episodes=sweep.get("final_episodes"),
+                               overrides=sweep.get("set") or [], out=str(out), run_root=run_root)
     if not _is_int(plan["eval_every"]) or plan["eval_every"] < 1:  # a run's score is its evaluations
         raise SweepError(f"{path}: eval_every must be an integer >= 1 (each run is scored by its evaluations), "
                          f"got {plan['eval_every']!r}")

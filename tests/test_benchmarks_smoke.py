@@ -327,7 +327,7 @@ def test_compose_suite_takes_only_runs_whose_settings_are_todays(tiny_dataset, t
 
     d = tiny_dataset.dataset_id
     datasets = {d: tiny_dataset}
-    plans = suite.dataset_plans({**suite.PROTOCOLS["cpu"], "protocol": "cpu", "overrides": []}, datasets)
+    plans = suite.dataset_plans(suite.protocol_plan("cpu"), datasets)
     cells = [(d, "mingru", 0), (d, "mingru", 1), (d, "d3rlpy_dt", 0), (d, "dt", 0)]
     expected = compose_suite.expected_settings(cells, plans, datasets, "cpu")
 
