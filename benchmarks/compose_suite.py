@@ -5,8 +5,8 @@ run JSON among the ``--from`` folders whose resolved config is the one today's p
 A protocol's defaults change one dataset at a time (a per-dataset file of the cpu profile, a budget), and each
 change is measured by a suite or sweep over the datasets it touches; rerunning the untouched datasets would
 reproduce runs that exist. This copies, never trains: a run counts only when its config, completed as a resumed
-checkpoint's would be (``with_added_keys``), equals ``load_config(suite.config_files(...), suite.run_overrides(...))``
-key for key (a peer's: the settings its worker receives), so a run at another lr, token layout or budget cannot
+checkpoint's would be (``with_added_keys``), equals ``suite.run_config(...)`` (the dataset's and agent's
+files, the run's overrides) key for key (a peer's: the settings its worker receives), so a run at another lr, token layout or budget cannot
 slip in. Equal configs are not equal code:
 ``compose.md`` lists each run's source folder and date, so a reader can see which commits the table spans.
 
@@ -54,10 +54,9 @@ def recorded_config(run: dict):
     return load_config([], [], base=run["config"])
 
 
-def expected_settings(cells: list[tuple[str, str, int]], plans: dict, datasets: dict, protocol: str) -> dict:
+def expected_settings(cells: list[tuple[str, str, int]], plans: dict, datasets: dict) -> dict:
     """``{(dataset, agent, seed): run_settings}`` of the run the suite would make today for each cell."""
-    return {(d, a, s): run_settings(a, load_config(suite.config_files(d, protocol)[0],
-                                                   suite.run_overrides(d, a, s, plans[d])), datasets[d])
+    return {(d, a, s): run_settings(a, suite.run_config(d, a, s, plans[d]), datasets[d])
             for d, a, s in cells}
 
 
@@ -156,7 +155,7 @@ def main(argv=None) -> int:
     seeds = args.seeds if args.seeds is not None else proto["seeds"]
     cells = [(d, a, s) for d in args.datasets for a in args.agents for s in seeds]
     try:
-        expected = expected_settings(cells, plans, available, args.protocol)
+        expected = expected_settings(cells, plans, available)
     except ConfigError as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -31,10 +31,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=d3rlpy_dt.ROOT / "benchmarks" / "results" / "d3rlpy-batched-evaluation.json")
     args = parser.parse_args(argv)
     protocol = PROTOCOLS["cpu"]
-    config = load_config(config_files(args.dataset, "cpu")[0], [
-        f"dataset.id={args.dataset}", *AGENTS["d3rlpy_dt"], "seed=0", f"train.steps={args.steps}",
-        f"eval.every={args.steps}", f"eval.episodes={args.episodes}", f"train.threads={protocol['threads']}",
-        "train.device=cpu"])
+    overrides = [f"dataset.id={args.dataset}", *AGENTS["d3rlpy_dt"], "seed=0", f"train.steps={args.steps}",
+                 f"eval.every={args.steps}", f"eval.episodes={args.episodes}", f"train.threads={protocol['threads']}",
+                 "train.device=cpu"]
+    config = load_config(config_files(args.dataset, "cpu", overrides)[0], overrides)
     out = d3rlpy_dt.check_batched_evaluation(config, load_dataset(args.dataset, download=False))
     out["command"] = "python -m benchmarks.peer_evaluation_check " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)

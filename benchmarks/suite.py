@@ -64,7 +64,7 @@ from benchmarks.plots import plot_learning_curves
 from benchmarks.suite_tables import AGENT_NAMES, aggregate, load_runs
 from benchmarks.ray_suite import add_runner_arguments
 from rl_minrnn.configs.schema import ConfigError
-from rl_minrnn.configs.loading import CONFIG_DIR, config_for_dataset, profile_files
+from rl_minrnn.configs.loading import CONFIG_DIR, config_for_dataset, profile_files_for
 from rl_minrnn.training.options import load_config
 from rl_minrnn.envs.offline import DatasetError, DatasetNotFoundError, load_dataset
 
@@ -111,14 +111,21 @@ def protocol_plan(protocol: str, steps: int | None = None, eval_every: int | Non
             "device": given(device, proto["device"]), "overrides": list(overrides), **where}
 
 
-def config_files(dataset_id: str, protocol: str) -> tuple[list[Path], str | None]:
+def config_files(dataset_id: str, protocol: str, overrides=()) -> tuple[list[Path], str | None]:
     """The dataset's config (``configs/<env>-<kind>.yaml``, ``config_for_dataset``; the run's overrides set
-    ``dataset.id``), plus the cpu profile's files for the dataset for the cpu protocol (``profile_files``)."""
+    ``dataset.id``), plus, for the cpu protocol, the cpu profile's files for the dataset and for the agent that
+    ``overrides`` (a run's ``run_overrides``) name (``profile_files``)."""
     path, note = config_for_dataset(dataset_id)
     files = [path]
     if PROTOCOLS[protocol]["profile"] is not None:
-        files += profile_files(PROTOCOLS[protocol]["profile"], dataset_id)
+        files += profile_files_for(PROTOCOLS[protocol]["profile"], files, [f"dataset.id={dataset_id}", *overrides])
     return files, note
+
+
+def run_config(dataset_id: str, agent: str, seed: int, plan: dict):
+    """The config of one run: ``config_files`` for its dataset and agent, then ``run_overrides``."""
+    overrides = run_overrides(dataset_id, agent, seed, plan)
+    return load_config(config_files(dataset_id, plan["protocol"], overrides)[0], overrides)
 
 
 def dataset_steps(plan: dict, transitions: int) -> int:
@@ -183,8 +190,9 @@ def train_and_evaluate(dataset_id: str, agent: str, seed: int, plan: dict, datas
     For a scheduler (``benchmarks/ray_suite.py``): ``timed`` carries the evaluations of an earlier attempt,
     ``callbacks`` are added to the trainer's, and ``resume`` continues from the run folder's ``last.pt``
     (``Trainer.resume``, exact) instead of starting afresh; peers ignore the three."""
-    files, note = config_files(dataset_id, plan["protocol"])
-    config = load_config(files, run_overrides(dataset_id, agent, seed, plan))
+    overrides = run_overrides(dataset_id, agent, seed, plan)
+    files, note = config_files(dataset_id, plan["protocol"], overrides)
+    config = load_config(files, overrides)
     if agent in PEERS:
         from benchmarks.peers import d3rlpy_dt
 
@@ -368,7 +376,7 @@ def main(argv=None) -> int:
         targets = {}  # target returns per dataset: each evaluation runs its episodes for every one
         try:  # every run's config checked before anything runs
             for d, a, s in todo:
-                config = load_config(config_files(d, args.protocol)[0], run_overrides(d, a, s, plans[d]))
+                config = run_config(d, a, s, plans[d])
                 targets[d] = len(config.eval.target_returns)
         except ConfigError as exc:
             print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -53,7 +53,6 @@ from benchmarks import suite, suite_tables
 from benchmarks.common import machine_info, markdown_table, write_json
 from benchmarks.ray_suite import Job, add_runner_arguments, run_jobs
 from rl_minrnn.configs.schema import ConfigError
-from rl_minrnn.training.options import load_config
 
 KEYS = {"protocol", "datasets", "agents", "seeds", "steps", "eval_every", "episodes", "final_episodes", "set", "variants", "grid", "sample"}
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
@@ -177,7 +176,7 @@ def plan_jobs(sweep: dict, path: str, out: Path, run_root: str) -> tuple[dict, l
                     job = Job(name, d, a, s, {**plan, "overrides": plan["overrides"] + overrides, "name": name,
                                               "variant": overrides})
                     try:  # every run's config (keys, values, steps, seeds) checked before anything runs
-                        load_config(suite.config_files(d, protocol)[0], suite.run_overrides(d, a, s, job.plan))
+                        suite.run_config(d, a, s, job.plan)
                     except ConfigError as exc:
                         raise SweepError(f"{path}: {str(exc).splitlines()[0]}") from None
                     jobs.append(job)

@@ -162,14 +162,30 @@ def profile_path(name: str) -> Path:
     return path
 
 
-def profile_files(name: str, dataset_id: str) -> list[Path]:
-    """A profile's files for a dataset id ``<namespace>/<task>/<kind>-v<N>``: ``profiles/<name>.yaml``, then
-    those of ``profiles/<name>/<kind>.yaml``, ``<task>.yaml`` and ``<task>-<kind>.yaml`` that exist, most
-    specific last. A profile overrides the per-dataset configs (the cpu profile's width, lr, steps replace the
-    paper's), so what the profile must set differently for a kind of data (the cpu profile's lr on the
-    medium-replay buffers) lives beside it, not in the per-dataset config it would override."""
+def profile_agent(config: ExperimentConfig) -> str:
+    """A config's agent as a profile's per-agent folders name it: the cell of a Decision-RNN (``mingru``,
+    ``minlstm``), else the model kind (``decision_transformer``; d3rlpy's DT, trained with that config, too)."""
+    return config.model.cell if config.model.kind == "decision_rnn" else config.model.kind
+
+
+def profile_files(name: str, dataset_id: str, agent: str | None = None) -> list[Path]:
+    """A profile's files for a dataset id ``<namespace>/<task>/<kind>-v<N>`` and an agent (``profile_agent``):
+    ``profiles/<name>.yaml``, then those of ``profiles/<name>/<kind>.yaml``, ``<task>.yaml`` and
+    ``<task>-<kind>.yaml`` that exist, then the same names in ``profiles/<name>/<agent>/``, most specific last.
+    A profile overrides the per-dataset configs (the cpu profile's width, lr, steps replace the paper's), so what
+    the profile must set differently for a kind of data (the cpu profile's lr on the medium-replay buffers) lives
+    beside it, not in the per-dataset config it would override; and what one agent needs differently on that data
+    (a dataset's token layout that costs the DT time and buys it nothing) in its agent's folder."""
     task, kind = _task_and_kind(dataset_id)
     folder = profile_path(name).with_suffix("")
     stems = [kind, task, f"{task}-{kind}"] if task else [kind]
-    extra = [folder / f"{stem}.yaml" for stem in stems]
+    folders = [folder, folder / agent] if agent else [folder]
+    extra = [where / f"{stem}.yaml" for where in folders for stem in stems]
     return [profile_path(name), *(path for path in extra if path.is_file())]
+
+
+def profile_files_for(name: str, files=(), overrides=(), base: dict | None = None) -> list[Path]:
+    """``profile_files`` for the dataset and agent that ``files``, the profile and ``overrides`` name (read
+    before the profile's own files, which therefore cannot change either)."""
+    named = read_config([*files, profile_path(name)], overrides, base=base)
+    return profile_files(name, named.dataset.id, profile_agent(named))

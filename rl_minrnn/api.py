@@ -22,7 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from rl_minrnn.configs.schema import ConfigError, ExperimentConfig
-from rl_minrnn.configs.loading import CONFIG_DIR, config_for_dataset, profile_files, profile_path, read_config
+from rl_minrnn.configs.loading import (CONFIG_DIR, config_for_dataset, profile_agent, profile_files_for, profile_path,
+                                      read_config)
 from rl_minrnn.training.options import load_config
 from rl_minrnn.deploy.runtime import is_exported_file, load_exported_agent
 from rl_minrnn.envs.evaluation.results import EvaluationResult
@@ -105,7 +106,7 @@ def resolve_config(config: ConfigLike = None, dataset: str | None = None, overri
     """A validated config and a name for its run folder from any of: an ``ExperimentConfig``, a dict (as in
     ``config.yaml``), a YAML path or several (merged in order), or None with ``dataset`` (its
     ``configs/<env>-<kind>.yaml``), then ``profile`` (``configs/profiles/<name>.yaml`` and its files for the
-    dataset: ``configs.loading.profile_files``) and ``overrides``."""
+    dataset and agent: ``configs.loading.profile_files``) and ``overrides``."""
     base, files = None, []
     if isinstance(config, ExperimentConfig):
         base = config.to_dict()
@@ -122,11 +123,12 @@ def resolve_config(config: ConfigLike = None, dataset: str | None = None, overri
         files = [path]
         log(f"Config for {dataset}: {note or 'configs/' + path.name}")
     strings = ([f"dataset.id={dataset}"] if dataset else []) + _override_strings(overrides)
-    if profile:  # the profile's files for the dataset the files and overrides name (``profile_files``)
-        dataset_id = read_config([*files, profile_path(profile)], strings, base=base).dataset.id
-        profiled = profile_files(profile, dataset_id)
+    if profile:  # the profile's files for the dataset and agent the files and overrides name
+        profiled = profile_files_for(profile, files, strings, base=base)
         if len(profiled) > 1:
-            log(f"Profile {profile} for {dataset_id}: " + " + ".join(_shown(path) for path in profiled))
+            named = read_config([*files, profile_path(profile)], strings, base=base)
+            log(f"Profile {profile} for {named.dataset.id} and {profile_agent(named)}: "
+                + " + ".join(_shown(path) for path in profiled))
         files += profiled
     resolved = load_config(files, strings, base=base)
     name = files[0].stem if files and base is None else resolved.dataset.id.replace("/", "-")

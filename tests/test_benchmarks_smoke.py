@@ -329,10 +329,11 @@ def test_compose_suite_takes_only_runs_whose_settings_are_todays(tiny_dataset, t
     datasets = {d: tiny_dataset}
     plans = suite.dataset_plans(suite.protocol_plan("cpu"), datasets)
     cells = [(d, "mingru", 0), (d, "mingru", 1), (d, "d3rlpy_dt", 0), (d, "dt", 0)]
-    expected = compose_suite.expected_settings(cells, plans, datasets, "cpu")
+    expected = compose_suite.expected_settings(cells, plans, datasets)
 
     def run(agent, seed, *extra):
-        config = load_config(suite.config_files(d, "cpu")[0], run_overrides(d, agent, seed, plans[d]) + list(extra))
+        overrides = run_overrides(d, agent, seed, plans[d]) + list(extra)
+        config = load_config(suite.config_files(d, "cpu", overrides)[0], overrides)
         return {"dataset": d, "agent": agent, "seed": seed, "config": config.to_dict()}
 
     def write(folder, name, record):

@@ -206,6 +206,45 @@ def test_a_profiles_files_for_a_dataset_come_after_it_most_specific_last(tmp_pat
         profile_files("q", "local/hopper/medium-v0")
 
 
+def test_an_agents_profile_files_come_after_the_datasets_and_reach_the_api(tmp_path, monkeypatch):
+    """``profiles/<name>/<agent>/`` holds what one agent needs differently on a dataset; its files come after the
+    dataset's (same names, most specific last), and the agent is the one the config files and overrides name."""
+    from rl_minrnn import api
+
+    monkeypatch.setattr(loading, "CONFIG_DIR", tmp_path)
+    folder = tmp_path / "profiles" / "p"
+    (folder / "minlstm").mkdir(parents=True)
+    (folder / "decision_transformer").mkdir()
+    (tmp_path / "profiles" / "p.yaml").write_text("train: {lr: 1.0e-3}\n")
+    (folder / "hopper-medium-replay.yaml").write_text("train: {lr: 3.0e-4, ema_ramp: 4}\n")
+    (folder / "minlstm" / "hopper-medium-replay.yaml").write_text("train: {ema_ramp: 10}\n")
+    (folder / "minlstm" / "medium-replay.yaml").write_text("model: {dropout: 0.2}\n")
+    (folder / "decision_transformer" / "hopper.yaml").write_text("model: {tokens: fused}\n")
+    dataset_id = "local/hopper/medium-replay-v0"
+    assert profile_files("p", dataset_id, "minlstm") == [
+        tmp_path / "profiles" / "p.yaml", folder / "hopper-medium-replay.yaml", folder / "minlstm" / "medium-replay.yaml",
+        folder / "minlstm" / "hopper-medium-replay.yaml"]
+    assert profile_files("p", dataset_id, "mingru") == profile_files("p", dataset_id)
+    assert profile_files("p", dataset_id, "decision_transformer")[-1] == folder / "decision_transformer" / "hopper.yaml"
+    assert loading.profile_agent(load_config(overrides=["model.cell=minlstm"])) == "minlstm"
+    assert loading.profile_agent(load_config(overrides=["model.kind=decision_transformer", "model.cell=minlstm"])) == \
+        "decision_transformer"
+    base = tmp_path / "base.yaml"
+    base.write_text(f"dataset: {{id: {dataset_id}}}\n")
+    said = []
+
+    def resolved(*overrides, log=lambda *a: None):
+        return api.resolve_config(base, overrides=list(overrides), profile="p", log=log)[0]
+    lstm = resolved("model.cell=minlstm", log=said.append)
+    assert (lstm.train.lr, lstm.train.ema_ramp, lstm.model.dropout) == (3.0e-4, 10.0, 0.2)
+    assert said[-1] == f"Profile p for {dataset_id} and minlstm: " + " + ".join(
+        str(path) for path in profile_files("p", dataset_id, "minlstm"))
+    gru = resolved()
+    assert (gru.train.lr, gru.train.ema_ramp, gru.model.dropout, gru.model.tokens) == (3.0e-4, 4.0, 0.1, "interleaved")
+    assert resolved("model.kind=decision_transformer").model.tokens == "fused"
+    assert resolved("model.cell=minlstm", "train.ema_ramp=3").train.ema_ramp == 3.0  # a --set still has the last word
+
+
 def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_path):
     """The cpu profile sets one lr for every dataset; its ``walker2d-medium-replay.yaml`` and
     ``hopper-medium-replay.yaml`` set those buffers' own (the latter also the weight-average ramp),
@@ -220,8 +259,9 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
     assert replay_lr != profile.train.lr
     quiet = lambda *a: None  # noqa: E731
 
-    def suite_config(dataset_id):
-        return load_config(suite.config_files(dataset_id, "cpu")[0], [f"dataset.id={dataset_id}"])
+    def suite_config(dataset_id, agent="mingru"):
+        overrides = [f"dataset.id={dataset_id}", *suite.AGENTS[agent]]
+        return load_config(suite.config_files(dataset_id, "cpu", overrides)[0], overrides)
     for dataset_id, lr in (("local/walker2d/medium-replay-v0", replay_lr), ("local/hopper/medium-replay-v0", replay_lr),
                            ("local/walker2d/medium-v0", profile.train.lr),
                            ("local/halfcheetah/medium-replay-v0", profile.train.lr)):
@@ -233,7 +273,7 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
     said = []
     assert api.resolve_config(dataset="local/walker2d/medium-replay-v0", profile="cpu", overrides=["train.lr=0.002"],
                               log=said.append)[0].train.lr == 0.002
-    assert ("Profile cpu for local/walker2d/medium-replay-v0: configs/profiles/cpu.yaml + "
+    assert ("Profile cpu for local/walker2d/medium-replay-v0 and mingru: configs/profiles/cpu.yaml + "
             "configs/profiles/cpu/walker2d-medium-replay.yaml") in said
     assert api.resolve_config(dataset="local/hopper/medium-replay-v0", log=quiet)[0].train.lr == load_config().train.lr
     # Hopper medium-replay's weight-average ramp is its own
@@ -242,15 +282,30 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
     # a task-and-kind file: Hopper medium-expert's token layout, not Walker2d medium-expert's
     assert suite_config("local/hopper/medium-expert-v0").model.tokens == "interleaved"
     assert suite_config("local/walker2d/medium-expert-v0").model.tokens == profile.model.tokens
+    # an agent's file: the DT (and d3rlpy's, trained with its config) keeps the profile's fused tokens there
+    for agent in ("dt", "d3rlpy_dt"):
+        assert suite_config("local/hopper/medium-expert-v0", agent).model.tokens == profile.model.tokens
+    assert suite_config("local/hopper/medium-expert-v0", "minlstm").model.tokens == "interleaved"
+    assert api.resolve_config(dataset="local/hopper/medium-expert-v0", profile="cpu", log=quiet,
+                              overrides=["model.kind=decision_transformer"])[0].model.tokens == profile.model.tokens
 
 
-def test_the_profiles_dataset_files_hold_only_what_differs_from_the_profile():
+def test_the_profiles_dataset_and_agent_files_hold_only_what_differs_from_what_they_follow():
+    """A dataset's file changes only what the profile sets otherwise; an agent's file only what the profile and
+    the dataset's file of the same name set otherwise (none of them repeats a value it would not change)."""
+    checked = 0
     for folder in sorted(p for p in (ROOT / "configs" / "profiles").iterdir() if p.is_dir()):
-        profile = load_config([folder.with_suffix(".yaml")]).to_dict()
-        for f in sorted(folder.glob("*.yaml")):
+        for f in sorted(folder.rglob("*.yaml")):
+            before = [folder.with_suffix(".yaml")]
+            if f.parent != folder:  # an agent's file follows the dataset's file of the same name, where there is one
+                assert f.parent.parent == folder and f.parent.name in {"mingru", "minlstm", "decision_transformer"}, f
+                before += [folder / f.name] if (folder / f.name).is_file() else []
+            previous = load_config(before).to_dict()
             for section, values in yaml.safe_load(f.read_text()).items():
-                for key, value in values.items():
-                    assert load_config([folder.with_suffix(".yaml"), f]).to_dict()[section][key] != profile[section][key]
+                for key in values:
+                    assert load_config([*before, f]).to_dict()[section][key] != previous[section][key], (f, key)
+                    checked += 1
+    assert checked >= 5
 
 
 def test_a_dataset_without_a_config_of_its_own_gets_its_tasks_medium_config():
