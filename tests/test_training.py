@@ -188,8 +188,12 @@ def test_shipped_configs_hold_only_what_differs_from_the_defaults():
 
 
 def test_a_profiles_files_for_a_dataset_come_after_it_most_specific_last(tmp_path, monkeypatch):
+    """Task and kind are the dataset config's (``config_for_dataset``): an id without a config of its own (the
+    shipped sample) gets its task's medium files, as it gets that config."""
     monkeypatch.setattr(loading, "CONFIG_DIR", tmp_path)
     (tmp_path / "profiles" / "p").mkdir(parents=True)
+    for stem in ("hopper-medium-replay", "hopper-medium", "walker2d-medium-replay", "walker2d-medium"):
+        (tmp_path / f"{stem}.yaml").write_text("{}\n")
     (tmp_path / "profiles" / "p.yaml").write_text("train: {lr: 1.0e-3}\n")
     for stem, lr in (("medium-replay", 3.0e-4), ("hopper", 2.0e-4), ("hopper-medium-replay", 1.0e-4)):
         (tmp_path / "profiles" / "p" / f"{stem}.yaml").write_text(f"train: {{lr: {lr}}}\n")
@@ -200,7 +204,9 @@ def test_a_profiles_files_for_a_dataset_come_after_it_most_specific_last(tmp_pat
     assert profile_files("p", "d4rl/walker2d/medium-replay-v2") == [tmp_path / "profiles" / "p.yaml",
                                                                     folder / "medium-replay.yaml"]
     assert profile_files("p", "mujoco/hopper/medium-v0") == [tmp_path / "profiles" / "p.yaml", folder / "hopper.yaml"]
-    assert profile_files("p", "medium-replay-v0") == [tmp_path / "profiles" / "p.yaml", folder / "medium-replay.yaml"]
+    for read_as_hopper_medium in ("local/hopper/sample-v0", "test/unknown/thing-v0", "medium-replay-v0"):
+        assert profile_files("p", read_as_hopper_medium) == profile_files("p", "mujoco/hopper/medium-v0")
+    assert profile_files("p", "local/walker2d/sample-v0") == [tmp_path / "profiles" / "p.yaml"]  # walker2d-medium
     assert load_config(profile_files("p", "local/hopper/medium-replay-v0")).train.lr == 1.0e-4
     with pytest.raises(ConfigError, match="Unknown profile 'q'; available: p"):
         profile_files("q", "local/hopper/medium-v0")
@@ -213,6 +219,7 @@ def test_an_agents_profile_files_come_after_the_datasets_and_reach_the_api(tmp_p
 
     monkeypatch.setattr(loading, "CONFIG_DIR", tmp_path)
     folder = tmp_path / "profiles" / "p"
+    (tmp_path / "hopper-medium-replay.yaml").write_text("{}\n")
     (folder / "minlstm").mkdir(parents=True)
     (folder / "decision_transformer").mkdir()
     (tmp_path / "profiles" / "p.yaml").write_text("train: {lr: 1.0e-3}\n")
@@ -282,6 +289,14 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
     # a task-and-kind file: Hopper medium-expert's token layout, not Walker2d medium-expert's
     assert suite_config("local/hopper/medium-expert-v0").model.tokens == "interleaved"
     assert suite_config("local/walker2d/medium-expert-v0").model.tokens == profile.model.tokens
+    # Hopper medium's dropout: the main job (its Hopper medium id) and the shipped sample it trains on, read as
+    # Hopper medium, get it; Hopper medium-replay keeps the profile's
+    dropout = yaml.safe_load((ROOT / "configs/profiles/cpu/hopper-medium.yaml").read_text())["model"]["dropout"]
+    assert dropout != profile.model.dropout
+    for dataset_id in ("local/hopper/sample-v0", "mujoco/hopper/medium-v0", "local/hopper/medium-v0"):
+        assert api.resolve_config(dataset=dataset_id, profile="cpu", log=quiet)[0].model.dropout == dropout
+        assert suite_config(dataset_id).model.dropout == dropout
+    assert suite_config("local/hopper/medium-replay-v0").model.dropout == profile.model.dropout
     # an agent's file: the DT (and d3rlpy's, trained with its config) keeps the profile's fused tokens there
     for agent in ("dt", "d3rlpy_dt"):
         assert suite_config("local/hopper/medium-expert-v0", agent).model.tokens == profile.model.tokens
