@@ -5,10 +5,10 @@ run JSON among the ``--from`` folders whose resolved config is the one today's p
 A protocol's defaults change one dataset at a time (a per-dataset file of the cpu profile, a budget), and each
 change is measured by a suite or sweep over the datasets it touches; rerunning the untouched datasets would
 reproduce runs that exist. This copies, never trains: a run counts only when its config, completed as a resumed
-checkpoint's would be (``with_added_keys``), equals ``suite.run_config(...)`` (the dataset's and agent's
-files, the run's overrides) key for key (a peer's: the settings its worker receives), so a run at another lr, token layout or budget cannot
-slip in. Equal configs are not equal code:
-``compose.md`` lists each run's source folder and date, so a reader can see which commits the table spans.
+checkpoint's would be (``with_added_keys``), equals ``suite.run_config(...)`` (the dataset's and the agent's files,
+then the run's overrides) key for key (a peer's: the settings its worker receives), so a run at another lr, token
+layout or budget cannot slip in. Equal configs are not equal code: ``compose.md`` lists each run's source folder and
+date, so a reader can see which commits the table spans.
 
     python -m benchmarks.compose_suite --from benchmarks/results/suite-cpu-medium-replay-lr \\
         benchmarks/results/tokens-hopper benchmarks/results/suite-cpu-nine --out benchmarks/results/suite-cpu-defaults
