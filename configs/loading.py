@@ -172,15 +172,19 @@ def profile_files(name: str, dataset_id: str, agent: str | None = None) -> list[
     """A profile's files for a dataset id ``<namespace>/<task>/<kind>-v<N>`` and an agent (``profile_agent``):
     ``profiles/<name>.yaml``, then those of ``profiles/<name>/<kind>.yaml``, ``<task>.yaml`` and
     ``<task>-<kind>.yaml`` that exist, then the same names in ``profiles/<name>/<agent>/``, most specific last.
-    The task and kind are those of the dataset's config (``config_for_dataset``): an id without a config of its
-    own (the shipped Hopper sample, medium data) is read as its task's medium dataset, here as there.
+    An id of a known task without a config of its own (the shipped Hopper sample, medium data) is read as its
+    task's medium dataset, here as in ``config_for_dataset``; an unknown task's id only matches its own names (it
+    never gets another task's files).
     A profile overrides the per-dataset configs (the cpu profile's width, lr, steps replace the paper's), so what
     the profile must set differently for a kind of data (the cpu profile's lr on the medium-replay buffers) lives
     beside it, not in the per-dataset config it would override; and what one agent needs differently on that data
     (a dataset's token layout that costs the DT time and buys it nothing) in its agent's folder."""
-    task, kind = config_for_dataset(dataset_id)[0].stem.split("-", 1)
+    task, kind = _task_and_kind(dataset_id)
+    config_task, config_kind = config_for_dataset(dataset_id)[0].stem.split("-", 1)
+    if task and config_task == task:
+        kind = config_kind
     folder = profile_path(name).with_suffix("")
-    stems = [kind, task, f"{task}-{kind}"]
+    stems = [kind, task, f"{task}-{kind}"] if task else [kind]
     folders = [folder, folder / agent] if agent else [folder]
     extra = [where / f"{stem}.yaml" for where in folders for stem in stems]
     return [profile_path(name), *(path for path in extra if path.is_file())]

@@ -188,8 +188,8 @@ def test_shipped_configs_hold_only_what_differs_from_the_defaults():
 
 
 def test_a_profiles_files_for_a_dataset_come_after_it_most_specific_last(tmp_path, monkeypatch):
-    """Task and kind are the dataset config's (``config_for_dataset``): an id without a config of its own (the
-    shipped sample) gets its task's medium files, as it gets that config."""
+    """An id of a known task without a config of its own (the shipped sample) gets its task's medium files, as it
+    gets that config (``config_for_dataset``)."""
     monkeypatch.setattr(loading, "CONFIG_DIR", tmp_path)
     (tmp_path / "profiles" / "p").mkdir(parents=True)
     for stem in ("hopper-medium-replay", "hopper-medium", "walker2d-medium-replay", "walker2d-medium"):
@@ -204,9 +204,12 @@ def test_a_profiles_files_for_a_dataset_come_after_it_most_specific_last(tmp_pat
     assert profile_files("p", "d4rl/walker2d/medium-replay-v2") == [tmp_path / "profiles" / "p.yaml",
                                                                     folder / "medium-replay.yaml"]
     assert profile_files("p", "mujoco/hopper/medium-v0") == [tmp_path / "profiles" / "p.yaml", folder / "hopper.yaml"]
-    for read_as_hopper_medium in ("local/hopper/sample-v0", "test/unknown/thing-v0", "medium-replay-v0"):
-        assert profile_files("p", read_as_hopper_medium) == profile_files("p", "mujoco/hopper/medium-v0")
+    assert profile_files("p", "local/hopper/sample-v0") == profile_files("p", "mujoco/hopper/medium-v0")
     assert profile_files("p", "local/walker2d/sample-v0") == [tmp_path / "profiles" / "p.yaml"]  # walker2d-medium
+    # an unknown task never gets another task's files, whichever config it falls back to
+    (folder / "thing.yaml").write_text("train: {lr: 5.0e-4}\n")
+    assert profile_files("p", "test/unknown/thing-v0") == [tmp_path / "profiles" / "p.yaml", folder / "thing.yaml"]
+    assert profile_files("p", "medium-replay-v0") == [tmp_path / "profiles" / "p.yaml", folder / "medium-replay.yaml"]
     assert load_config(profile_files("p", "local/hopper/medium-replay-v0")).train.lr == 1.0e-4
     with pytest.raises(ConfigError, match="Unknown profile 'q'; available: p"):
         profile_files("q", "local/hopper/medium-v0")
