@@ -111,10 +111,11 @@ def protocol_plan(protocol: str, steps: int | None = None, eval_every: int | Non
             "device": given(device, proto["device"]), "overrides": list(overrides), **where}
 
 
-def config_files(dataset_id: str, protocol: str, overrides=()) -> tuple[list[Path], str | None]:
+def config_files(dataset_id: str, protocol: str, overrides) -> tuple[list[Path], str | None]:
     """The dataset's config (``configs/<env>-<kind>.yaml``, ``config_for_dataset``; the run's overrides set
     ``dataset.id``), plus, for the cpu protocol, the cpu profile's files for the dataset and for the agent that
-    ``overrides`` (a run's ``run_overrides``) name (``profile_files``)."""
+    ``overrides`` (a run's ``run_overrides``) name (``profile_files``). ``overrides`` is required: without it every
+    agent would silently get the default agent's files. ``run_config`` joins the two."""
     path, note = config_for_dataset(dataset_id)
     files = [path]
     if PROTOCOLS[protocol]["profile"] is not None:
