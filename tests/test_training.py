@@ -258,7 +258,8 @@ def test_an_agents_profile_files_come_after_the_datasets_and_reach_the_api(tmp_p
 def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_path):
     """The cpu profile sets one lr for every dataset; its ``walker2d-medium-replay.yaml`` and
     ``hopper-medium-replay.yaml`` set those buffers' own (the latter also the weight-average ramp),
-    ``hopper-medium-expert.yaml`` that dataset's token layout. The command line and Python API (``resolve_config``,
+    ``medium-replay.yaml`` every medium-replay buffer's dropout, ``hopper-medium-expert.yaml`` that dataset's token
+    layout. The command line and Python API (``resolve_config``,
     whichever way the dataset is named) and the suite read them; a ``--set`` still has the last word; the medium
     datasets and HalfCheetah medium-replay keep the profile's."""
     from benchmarks import suite
@@ -284,7 +285,7 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
     assert api.resolve_config(dataset="local/walker2d/medium-replay-v0", profile="cpu", overrides=["train.lr=0.002"],
                               log=said.append)[0].train.lr == 0.002
     assert ("Profile cpu for local/walker2d/medium-replay-v0 and mingru: configs/profiles/cpu.yaml + "
-            "configs/profiles/cpu/walker2d-medium-replay.yaml") in said
+            "configs/profiles/cpu/medium-replay.yaml + configs/profiles/cpu/walker2d-medium-replay.yaml") in said
     assert api.resolve_config(dataset="local/hopper/medium-replay-v0", log=quiet)[0].train.lr == load_config().train.lr
     # Hopper medium-replay's weight-average ramp is its own
     assert suite_config("local/hopper/medium-replay-v0").train.ema_ramp == 4.0
@@ -292,14 +293,18 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
     # a task-and-kind file: Hopper medium-expert's token layout, not Walker2d medium-expert's
     assert suite_config("local/hopper/medium-expert-v0").model.tokens == "interleaved"
     assert suite_config("local/walker2d/medium-expert-v0").model.tokens == profile.model.tokens
-    # Hopper medium's dropout: the main job (its Hopper medium id) and the shipped sample it trains on, read as
-    # Hopper medium, get it; Hopper medium-replay keeps the profile's
-    dropout = yaml.safe_load((ROOT / "configs/profiles/cpu/hopper-medium.yaml").read_text())["model"]["dropout"]
+    # the medium-replay buffers' dropout (a kind's file, every task) against the profile's none; the main job (its
+    # Hopper medium id) and the shipped sample it trains on, read as Hopper medium, keep the profile's
+    dropout = yaml.safe_load((ROOT / "configs/profiles/cpu/medium-replay.yaml").read_text())["model"]["dropout"]
     assert dropout != profile.model.dropout
-    for dataset_id in ("local/hopper/sample-v0", "mujoco/hopper/medium-v0", "local/hopper/medium-v0"):
+    for dataset_id in ("local/hopper/medium-replay-v0", "local/walker2d/medium-replay-v0",
+                       "local/halfcheetah/medium-replay-v0", "mujoco/halfcheetah/medium-replay-v0"):
         assert api.resolve_config(dataset=dataset_id, profile="cpu", log=quiet)[0].model.dropout == dropout
-        assert suite_config(dataset_id).model.dropout == dropout
-    assert suite_config("local/hopper/medium-replay-v0").model.dropout == profile.model.dropout
+        assert suite_config(dataset_id, "d3rlpy_dt").model.dropout == dropout
+    for dataset_id in ("local/hopper/sample-v0", "mujoco/hopper/medium-v0", "local/hopper/medium-v0",
+                       "local/halfcheetah/medium-expert-v0"):
+        assert api.resolve_config(dataset=dataset_id, profile="cpu", log=quiet)[0].model.dropout == profile.model.dropout
+        assert suite_config(dataset_id).model.dropout == profile.model.dropout
     # an agent's file: the DT (and d3rlpy's, trained with its config) keeps the profile's fused tokens there
     for agent in ("dt", "d3rlpy_dt"):
         assert suite_config("local/hopper/medium-expert-v0", agent).model.tokens == profile.model.tokens
