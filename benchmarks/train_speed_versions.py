@@ -43,7 +43,7 @@ PACKAGE_FOLDERS = ("agents", "configs", "deploy", "envs", "training")  # install
 AGENTS = {"mingru": [], "minlstm": ["model.cell=minlstm"], "dt": ["model.kind=decision_transformer"]}
 
 WORKER = r"""
-import json, os, sys, tempfile, time
+import dataclasses, json, os, sys, tempfile, time
 import torch
 torch.set_num_threads(int(os.environ["RLM_THREADS"]))
 try:
@@ -59,7 +59,9 @@ config = load_config(files, overrides=[*spec["overrides"], "train.threads=" + os
 trainer = Trainer(config, tempfile.mkdtemp(), log=lambda *a, **k: None, progress=False)
 for _ in range(spec["warmup"]):
     trainer.train_step(trainer.sampler.sample())
-print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+model = dataclasses.asdict(config.model) if dataclasses.is_dataclass(getattr(config, "model", None)) else {}
+print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads(), "model": model}),
+      flush=True)
 for line in sys.stdin:
     steps = json.loads(line)["steps"]
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -123,6 +125,13 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
+def model_differences(base: dict, new: dict) -> dict:
+    """``{key: [base's, new's]}`` for the model settings both versions' configs have and give different values:
+    the two versions read their own config files, so a changed default (the cpu profile's dropout, say) would
+    otherwise pass for a change of speed in the code."""
+    return {key: [base[key], new[key]] for key in sorted(base.keys() & new.keys()) if base[key] != new[key]}
+
+
 def parse_variant(text: str) -> tuple[str, int, int, int]:
     """``base@1`` -> ('base', 1 thread, 1 worker, 1 process a run); ``new@1x2`` -> ('new', 1, 2, 1);
     ``new@1p2`` -> ('new', 1, 1, 2)."""
@@ -181,6 +190,12 @@ def main(argv=None) -> int:
                                         "cpu_seconds": sum(res["cpu_seconds"] for res in results)})
             log(f"round {r + 1}/{args.rounds}: " + ", ".join(
                 f"{agent} {v} {1e3 * times[agent, v][-1]['seconds'] / args.steps:.1f} ms" for agent, v in workers))
+        differences = {}
+        for agent in args.agents:
+            info = {name: next((group[0].info for (a, v), group in workers.items()
+                                if a == agent and variants[v][0] == name), None) for name in ("base", "new")}
+            if info["base"] is not None and info["new"] is not None:
+                differences[agent] = model_differences(info["base"].get("model", {}), info["new"].get("model", {}))
         for group in workers.values():
             for w in group:
                 w.close()
@@ -210,6 +225,11 @@ def main(argv=None) -> int:
              fmt(r["cpu_ms_per_step"], 1),
              fmt(r["timesteps_per_s"], 0), fmt(r.get("ratio_to_baseline"), 2, "x"), fmt(r.get("vs_dt"), 2, "x")]
             for r in records]
+    differing = "; ".join(f"{agent}: " + ", ".join(f"{key} {a} -> {b}" for key, (a, b) in diff.items())
+                          for agent, diff in differences.items() if diff)
+    if differing:
+        log(f"note: the versions' configs differ ({differing}); the ratios time those settings too "
+            "(--set them to one value to time the code alone)")
     machine = machine_info("cpu")
     table = markdown_table(["agent", "variant", "code", "threads", "runs at once", "processes a run", "ms/step (median)",
                             "CPU ms/step per process", "timesteps/s",
@@ -220,8 +240,12 @@ def main(argv=None) -> int:
                 "over two processes (`train.processes=2`). CPU ms: the leader process's CPU time per step (all its "
                 "threads; a helper's is not in it), less sensitive than wall time to other jobs.\n\n"
                 f"Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, torch {machine['torch']}; "
-                f"date {machine['date']}.\n\nCommand: `{machine['command']}`\n\n{table}\n")
-    write_results(args.out, markdown, {"machine": machine, "args": vars(args), "results": records})
+                f"date {machine['date']}.\n\nCommand: `{machine['command']}`\n\n"
+                + (f"Model settings in which the two versions' configs differ, {args.baseline} -> working tree "
+                   f"(the ratios time them too): {differing}.\n\n" if differing else "")
+                + f"{table}\n")
+    write_results(args.out, markdown, {"machine": machine, "args": vars(args), "results": records,
+                                       "model_differences": differences})
     log(markdown)
     return 0
 

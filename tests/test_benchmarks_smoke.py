@@ -196,12 +196,24 @@ def test_train_speed_versions_runs_a_revision_beside_the_working_tree(tmp_path):
     out = tmp_path / "versions"
     assert train_speed_versions.main(["--baseline", "HEAD", "--agents", "mingru", "--variants", "base@1", "new@1",
                                       "new@1x2", "new@1p2", "--rounds", "1", "--steps", "2", "--warmup", "1",
-                                      "--set", "model.width=8", "--set", "model.depth=1", "--out", str(out)]) == 0
+                                      "--set", "model.width=8", "--set", "model.depth=1", "--set", "model.dropout=0.1",
+                                      "--out", str(out)]) == 0
     data = json.loads(out.with_suffix(".json").read_text())
+    assert data["model_differences"] == {"mingru": {}}  # the same settings on both sides: nothing to declare
     rows = {r["variant"]: r for r in data["results"]}
     assert set(rows) == {"base@1", "new@1", "new@1x2", "new@1p2"} and rows["base@1"]["ratio_to_baseline"] == 1.0
     assert rows["new@1x2"]["processes"] == 2 and all(r["timesteps_per_s"] > 0 for r in rows.values())
     assert rows["new@1p2"]["processes"] == 1 and rows["new@1p2"]["processes_per_run"] == 2
+
+
+def test_train_speed_versions_names_the_model_settings_in_which_the_versions_differ():
+    """Each version reads its own config files, so a changed default must show beside the ratio it moves."""
+    from benchmarks.train_speed_versions import model_differences
+
+    base = {"width": 64, "dropout": 0.1, "tokens": "fused", "conv": 0}
+    new = {"width": 64, "dropout": 0.0, "tokens": "fused", "init": "gpt2"}  # a key only one version has is no difference
+    assert model_differences(base, new) == {"dropout": [0.1, 0.0]}
+    assert model_differences(base, dict(base)) == {}
 
 
 @pytest.mark.slow
