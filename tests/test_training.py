@@ -259,9 +259,9 @@ def test_the_cpu_profiles_dataset_files_reach_every_way_a_run_is_configured(tmp_
     """The cpu profile sets one lr for every dataset; its ``walker2d-medium-replay.yaml`` and
     ``hopper-medium-replay.yaml`` set those buffers' own (the latter also the weight-average ramp),
     ``medium-replay.yaml`` every medium-replay buffer's dropout, ``hopper-medium-expert.yaml`` that dataset's token
-    layout. The command line and Python API (``resolve_config``,
-    whichever way the dataset is named) and the suite read them; a ``--set`` still has the last word; the medium
-    datasets and HalfCheetah medium-replay keep the profile's."""
+    layout. The command line and Python API (``resolve_config``, whichever way the dataset is named) and the suite
+    read them; a ``--set`` still has the last word; the medium datasets and HalfCheetah medium-replay keep the
+    profile's lr."""
     from benchmarks import suite
     from rl_minrnn import api
 
